@@ -1,0 +1,118 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/mobiked/mobiked/cmd/mobike-lab/lab"
+)
+
+// cmdDemo shows the problem mobiked solves: with charon alone, a silently
+// blackholed uplink kills the tunnel although the second uplink works.
+func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs, name := newFlags("demo", stderr)
+	wait := fs.Duration("wait", 30*time.Second, "how long to watch after the blackhole")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "== charon alone: silent blackhole of uplink a (DPD 5 s) ==\n")
+	res, err := blackholeRun(ctx, lab.Options{Name: *name, DPD: 5 * time.Second, Log: stdout}, *wait, stdout)
+	if err != nil {
+		return err
+	}
+	printTimeline(stdout, res.ping, res.impairAt, 10*time.Millisecond)
+	if res.recovered {
+		fmt.Fprintf(stdout, "result: tunnel recovered, longest outage %.2fs\n", res.outage.Seconds())
+	} else {
+		fmt.Fprintf(stdout, "result: no recovery within %s (charon keeps the dead path; with DPD it gives up after ~165 s and deletes the SA)\n", *wait)
+	}
+	return nil
+}
+
+type runResult struct {
+	ping      lab.PingResult
+	impairAt  time.Duration
+	recovered bool
+	outage    time.Duration
+}
+
+// blackholeRun brings a lab up, pings through the tunnel at 10 ms, blackholes
+// uplink a after 3 s, watches for wait, and takes the lab down.
+func blackholeRun(ctx context.Context, o lab.Options, wait time.Duration, stdout io.Writer) (runResult, error) {
+	l, err := lab.Up(ctx, o)
+	if err != nil {
+		return runResult{}, err
+	}
+	defer func() {
+		if err := l.Close(context.Background()); err != nil {
+			fmt.Fprintf(stdout, "lab down: %v\n", err)
+		}
+	}()
+	const interval = 10 * time.Millisecond
+	lead := 3 * time.Second
+	total := lead + wait
+	count := int(total / interval)
+	type pr struct {
+		res lab.PingResult
+		err error
+	}
+	done := make(chan pr, 1)
+	go func() {
+		r, err := l.Ping(ctx, count, interval)
+		done <- pr{r, err}
+	}()
+	start := time.Now()
+	select {
+	case <-ctx.Done():
+		return runResult{}, ctx.Err()
+	case <-time.After(lead):
+	}
+	if err := l.Impair(ctx, "a", lab.Impairment{Kind: lab.Blackhole}); err != nil {
+		return runResult{}, err
+	}
+	impairAt := time.Since(start)
+	fmt.Fprintf(stdout, "blackholed uplink a at t=%.2fs; watching for %s\n", impairAt.Seconds(), wait)
+	p := <-done
+	res := runResult{ping: p.res, impairAt: impairAt}
+	// Recovered = replies came back after the impairment.
+	var prev time.Duration
+	for _, r := range p.res.Replies {
+		if r > impairAt {
+			if prev <= impairAt {
+				res.outage = r - prev
+			}
+			res.recovered = true
+			break
+		}
+		prev = r
+	}
+	return res, nil
+}
+
+// printTimeline prints one line per second: replies received out of expected.
+func printTimeline(w io.Writer, p lab.PingResult, impairAt, interval time.Duration) {
+	per := int(time.Second / interval)
+	secs := int(p.Duration/time.Second) + 1
+	buckets := make([]int, secs)
+	for _, r := range p.Replies {
+		if i := int(r / time.Second); i < secs {
+			buckets[i]++
+		}
+	}
+	fmt.Fprintf(w, "tunnel ping timeline (10 ms interval, replies per second):\n")
+	for i, n := range buckets {
+		if i == secs-1 && n == 0 {
+			break
+		}
+		mark := " "
+		if impairAt >= time.Duration(i)*time.Second && impairAt < time.Duration(i+1)*time.Second {
+			mark = "X"
+		}
+		bar := strings.Repeat("#", (n*40+per-1)/per)
+		fmt.Fprintf(w, "  t=%3ds %s %-40s %3d/%d\n", i, mark, bar, n, per)
+	}
+	fmt.Fprintf(w, "  (X = impairment; sent %d, received %d, longest gap %.2fs)\n", p.Sent, p.Received, p.LongestGap.Seconds())
+}

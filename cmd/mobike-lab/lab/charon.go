@@ -1,0 +1,248 @@
+package lab
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// PSK is the lab's pre-shared key (lab only).
+const PSK = "mobike-lab-psk-not-a-secret"
+
+const charonPlugins = "random kdf nonce aes sha1 sha2 hmac gcm pem pkcs1 x509 pubkey openssl curve25519 kernel-libipsec kernel-netlink socket-default vici updown"
+
+func (l *Lab) strongswanConf(node string, controllerConf string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, `# mobike-lab %s: charon in namespace %s (generated)
+charon {
+  load = %s
+  install_virtual_ip = yes
+  filelog {
+    lab {
+      path = %s
+      time_format = %%T.%%s
+      default = 1
+      ike = 2
+      mgr = 1
+      flush_line = yes
+    }
+  }
+  plugins {
+    vici {
+      socket = unix://%s
+    }
+  }
+}
+swanctl {
+  socket = unix://%s
+}
+`, l.Name, l.NS(node), charonPlugins, l.CharonLog(node), l.VICISocket(node), l.VICISocket(node))
+	if controllerConf != "" && node == "mn" {
+		b.WriteString("\n# settings mobiked needs (deploy/strongswan.d/mobiked.conf)\n")
+		b.WriteString(controllerConf)
+		b.WriteString("\n")
+	}
+	return b.String()
+}
+
+func (l *Lab) swanctlConf(node string, o Options) string {
+	dpd := o.DPD
+	if dpd == 0 {
+		dpd = 30 * time.Second
+	}
+	if node == "gw" {
+		return fmt.Sprintf(`# mobike-lab %s: gateway (generated)
+connections {
+  lab {
+    version = 2
+    mobike = yes
+    encap = yes
+    proposals = aes128gcm16-prfsha256-x25519
+    pools = labpool
+    dpd_delay = 30s
+    local {
+      auth = psk
+      id = gw@lab
+    }
+    remote {
+      auth = psk
+      id = %%any
+    }
+    children {
+      lab {
+        local_ts = 10.9.0.0/24
+        esp_proposals = aes128gcm16
+      }
+    }
+  }
+}
+pools {
+  labpool {
+    addrs = %s
+  }
+}
+secrets {
+  ike-lab {
+    secret = "%s"
+  }
+}
+`, l.Name, VIPPool, PSK)
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, `# mobike-lab %s: multihomed client (generated)
+connections {
+  lab {
+    version = 2
+    remote_addrs = %s
+    vips = 0.0.0.0
+    mobike = yes
+    encap = yes
+    proposals = aes128gcm16-prfsha256-x25519
+    dpd_delay = %ds
+    local {
+      auth = psk
+      id = mn@lab
+    }
+    remote {
+      auth = psk
+      id = gw@lab
+    }
+    children {
+      lab {
+        remote_ts = 10.9.0.0/24
+        esp_proposals = aes128gcm16
+      }
+    }
+  }
+`, l.Name, GWAddr1, int(dpd/time.Second))
+	for i := 1; i <= o.ExtraConns; i++ {
+		fmt.Fprintf(&b, `  s%d {
+    version = 2
+    remote_addrs = %s
+    mobike = yes
+    encap = yes
+    childless = force
+    proposals = aes128gcm16-prfsha256-x25519
+    dpd_delay = %ds
+    local {
+      auth = psk
+      id = s%d@example.org
+    }
+    remote {
+      auth = psk
+      id = gw@lab
+    }
+  }
+`, i, GWAddr1, int(dpd/time.Second), i)
+	}
+	fmt.Fprintf(&b, `}
+secrets {
+  ike-lab {
+    secret = "%s"
+  }
+}
+`, PSK)
+	return b.String()
+}
+
+// writeConfigs writes each charon node's strongswan.conf and swanctl.conf into
+// /etc/netns/NS/, where `ip netns exec` bind-mounts them over /etc.
+func (l *Lab) writeConfigs(o Options) error {
+	ctrl := ""
+	if o.Controller {
+		ctrl = o.ControllerConf
+	}
+	for _, node := range []string{"mn", "gw"} {
+		etc := filepath.Join("/etc/netns", l.NS(node))
+		if err := os.MkdirAll(filepath.Join(etc, "swanctl"), 0o755); err != nil {
+			return fmt.Errorf("lab: %w", err)
+		}
+		if err := os.WriteFile(filepath.Join(etc, "strongswan.conf"), []byte(l.strongswanConf(node, ctrl)), 0o644); err != nil {
+			return fmt.Errorf("lab: %w", err)
+		}
+		if err := os.WriteFile(filepath.Join(etc, "swanctl", "swanctl.conf"), []byte(l.swanctlConf(node, o)), 0o600); err != nil {
+			return fmt.Errorf("lab: %w", err)
+		}
+	}
+	return nil
+}
+
+// StartCharon starts charon in node's namespace with a private /run, waits for
+// its VICI socket and loads the swanctl configuration.
+func (l *Lab) StartCharon(ctx context.Context, node string) error {
+	if pid := l.St.Pids["charon-"+node]; pid > 0 && alive(pid) {
+		return fmt.Errorf("lab: charon in %s already runs (pid %d)", l.NS(node), pid)
+	}
+	_ = os.Remove(l.VICISocket(node))
+	out, err := os.OpenFile(filepath.Join(l.Dir, node+"-charon.out"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return fmt.Errorf("lab: %w", err)
+	}
+	defer out.Close()
+	cmd := exec.Command("ip", "netns", "exec", l.NS(node), "unshare", "-m", "sh", "-c",
+		"mount -t tmpfs none /run && exec "+CharonBin)
+	cmd.Stdout, cmd.Stderr = out, out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("lab: start charon in %s: %w", l.NS(node), err)
+	}
+	pid := cmd.Process.Pid
+	go func() { _ = cmd.Wait() }() // reap when it exits while we live
+	l.St.Pids["charon-"+node] = pid
+	if err := l.saveState(); err != nil {
+		return err
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := os.Stat(l.VICISocket(node)); err == nil {
+			break
+		}
+		if !alive(pid) {
+			return fmt.Errorf("lab: charon in %s exited at start; see %s", l.NS(node), out.Name())
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("lab: charon in %s: no VICI socket after 10s", l.NS(node))
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	var last error
+	for i := 0; i < 50; i++ {
+		if _, err := l.nsRun(ctx, node, "swanctl", "--load-all", "--noprompt"); err == nil {
+			return nil
+		} else {
+			last = err
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("lab: load config in %s: %w", l.NS(node), last)
+}
+
+// StopCharon stops node's charon by the pid the lab recorded.
+func (l *Lab) StopCharon(ctx context.Context, node string) error {
+	pid := l.St.Pids["charon-"+node]
+	if pid == 0 {
+		return fmt.Errorf("lab: no charon recorded for %s", l.NS(node))
+	}
+	stopPid(pid, inNamespaces(l.Name))
+	delete(l.St.Pids, "charon-"+node)
+	_ = os.Remove(l.VICISocket(node))
+	return l.saveState()
+}
+
+// CharonPID returns the recorded pid of node's charon (0 if none or dead).
+func (l *Lab) CharonPID(node string) int {
+	pid := l.St.Pids["charon-"+node]
+	if pid > 0 && alive(pid) {
+		return pid
+	}
+	return 0
+}

@@ -1,0 +1,297 @@
+// Command mobike-lab builds and drives mobiked's lab: real strongSwan charon in
+// network namespaces (a multihomed client, a router, a multihomed gateway),
+// with impairments, tunnel pings, a demo and benchmarks. See package lab.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/mobiked/mobiked/cmd/mobike-lab/lab"
+	"github.com/mobiked/mobiked/deploy"
+)
+
+const usage = `usage: mobike-lab COMMAND [flags]
+
+commands:
+  up [--nat-b] [--dpd 5s] [--controller] [--no-sa]   build the lab, start charons, establish the SA
+  down                                               remove everything the lab made
+  status [--json]                                    namespaces, charons, SAs
+  impair --path a|b|gw1|gw2 (--blackhole | --loss PCT | --link-down | --link-up | --nat on|off | --restore)
+  ping [--count N] [--interval 10ms]                 tunnel ping from mn's virtual IP to 10.9.0.1
+  exec NODE -- CMD...                                run CMD in NAME-NODE (mn, r, gw) with its strongswan.conf
+  demo                                               show charon alone against a silent blackhole
+every command accepts --name NAME (default mlab)
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprint(stderr, usage)
+		if len(args) == 0 {
+			return 2
+		}
+		return 0
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	cmd, rest := args[0], args[1:]
+	var err error
+	switch cmd {
+	case "up":
+		err = cmdUp(ctx, rest, stdout, stderr)
+	case "down":
+		err = cmdDown(ctx, rest, stdout, stderr)
+	case "status":
+		err = cmdStatus(ctx, rest, stdout, stderr)
+	case "impair":
+		err = cmdImpair(ctx, rest, stdout, stderr)
+	case "ping":
+		err = cmdPing(ctx, rest, stdout, stderr)
+	case "exec":
+		err = cmdExec(ctx, rest, stdout, stderr)
+	case "demo":
+		err = cmdDemo(ctx, rest, stdout, stderr)
+	default:
+		fmt.Fprintf(stderr, "mobike-lab: unknown command %q\n\n%s", cmd, usage)
+		return 2
+	}
+	if err != nil {
+		var ue usageError
+		if errors.As(err, &ue) {
+			fmt.Fprintf(stderr, "mobike-lab %s: %v\n", cmd, err)
+			return 2
+		}
+		fmt.Fprintf(stderr, "mobike-lab %s: %v\n", cmd, err)
+		return 1
+	}
+	return 0
+}
+
+type usageError struct{ error }
+
+func newFlags(name string, stderr io.Writer) (*flag.FlagSet, *string) {
+	fs := flag.NewFlagSet("mobike-lab "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	n := fs.String("name", "mlab", "lab name (prefix of its namespaces)")
+	return fs, n
+}
+
+func parse(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		return usageError{err}
+	}
+	if fs.NArg() > 0 {
+		return usageError{fmt.Errorf("unexpected arguments %q", fs.Args())}
+	}
+	return nil
+}
+
+func cmdUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs, name := newFlags("up", stderr)
+	natB := fs.Bool("nat-b", false, "masquerade uplink b in the router")
+	dpd := fs.Duration("dpd", 30*time.Second, "charon dpd_delay on mn")
+	ctrl := fs.Bool("controller", false, "give charon mobiked's settings and run mobiked in mn")
+	noSA := fs.Bool("no-sa", false, "do not establish the SA")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	o := lab.Options{Name: *name, NATB: *natB, DPD: *dpd, NoSA: *noSA, Log: stdout}
+	if *ctrl {
+		o.Controller = true
+		o.ControllerConf = deploy.MobikedConf
+		o.StartController = startMobiked
+	}
+	l, err := lab.Up(ctx, o)
+	if err != nil {
+		return err
+	}
+	if !*noSA {
+		sa, err := l.SA(ctx)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "lab %s up: SA %s %s %s <-> %s\n", l.Name, sa.Conn, sa.State, sa.LocalHost, sa.RemoteHost)
+	} else {
+		fmt.Fprintf(stdout, "lab %s up (no SA)\n", l.Name)
+	}
+	return nil
+}
+
+func cmdDown(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs, name := newFlags("down", stderr)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if err := lab.Down(ctx, *name); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "lab %s down\n", *name)
+	return nil
+}
+
+func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs, name := newFlags("status", stderr)
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	l, err := lab.Open(*name)
+	if err != nil {
+		return err
+	}
+	st, err := l.Status(ctx)
+	if err != nil && st == nil {
+		return err
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if e := enc.Encode(st); e != nil {
+			return e
+		}
+		return err
+	}
+	fmt.Fprintf(stdout, "lab %s\n", st.Name)
+	for _, n := range lab.Nodes {
+		ns := st.Nodes[n]
+		fmt.Fprintf(stdout, "  %-10s exists=%-5v", ns.Namespace, ns.Exists)
+		if n != "r" {
+			fmt.Fprintf(stdout, " charon_pid=%d vici=%s", ns.CharonPID, ns.VICI)
+		}
+		fmt.Fprintln(stdout)
+	}
+	if st.MobikedPID > 0 {
+		fmt.Fprintf(stdout, "  mobiked pid=%d\n", st.MobikedPID)
+	}
+	for p, s := range st.Impairments {
+		fmt.Fprintf(stdout, "  impairment %s: %s\n", p, s)
+	}
+	for _, sa := range st.SAs {
+		fmt.Fprintf(stdout, "  SA %s[%s] on %s: %s %s <-> %s initiator=%v\n", sa.Conn, sa.UniqueID, sa.Node, sa.State, sa.LocalHost, sa.RemoteHost, sa.Initiator)
+	}
+	return err
+}
+
+func cmdImpair(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs, name := newFlags("impair", stderr)
+	path := fs.String("path", "", "a, b (mn's uplinks), gw1, gw2 (the gateway's addresses)")
+	bh := fs.Bool("blackhole", false, "silently drop both directions")
+	loss := fs.Int("loss", -1, "drop PCT % of packets")
+	down := fs.Bool("link-down", false, "set the link down")
+	up := fs.Bool("link-up", false, "set the link up")
+	nat := fs.String("nat", "", "on|off: masquerade the uplink")
+	restore := fs.Bool("restore", false, "remove impairments")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *path == "" {
+		return usageError{errors.New("--path is required (a, b, gw1 or gw2)")}
+	}
+	var imps []lab.Impairment
+	if *bh {
+		imps = append(imps, lab.Impairment{Kind: lab.Blackhole})
+	}
+	if *loss >= 0 {
+		imps = append(imps, lab.Impairment{Kind: lab.Loss, LossPct: *loss})
+	}
+	if *down {
+		imps = append(imps, lab.Impairment{Kind: lab.LinkDown})
+	}
+	if *up {
+		imps = append(imps, lab.Impairment{Kind: lab.LinkUp})
+	}
+	switch *nat {
+	case "":
+	case "on":
+		imps = append(imps, lab.Impairment{Kind: lab.NATOn})
+	case "off":
+		imps = append(imps, lab.Impairment{Kind: lab.NATOff})
+	default:
+		return usageError{fmt.Errorf("--nat wants on or off, not %q", *nat)}
+	}
+	if *restore {
+		imps = append(imps, lab.Impairment{Kind: lab.Restore})
+	}
+	if len(imps) != 1 {
+		return usageError{errors.New("give exactly one of --blackhole, --loss, --link-down, --link-up, --nat, --restore")}
+	}
+	valid := false
+	for _, p := range lab.Paths {
+		valid = valid || p == *path
+	}
+	if !valid {
+		return usageError{fmt.Errorf("unknown path %q (want a, b, gw1 or gw2)", *path)}
+	}
+	l, err := lab.Open(*name)
+	if err != nil {
+		return err
+	}
+	if err := l.Impair(ctx, *path, imps[0]); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "path %s: %s\n", *path, imps[0].Kind)
+	return nil
+}
+
+func cmdPing(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs, name := newFlags("ping", stderr)
+	count := fs.Int("count", 100, "packets to send")
+	interval := fs.Duration("interval", 10*time.Millisecond, "interval between packets")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	l, err := lab.Open(*name)
+	if err != nil {
+		return err
+	}
+	res, err := l.Ping(ctx, *count, *interval)
+	fmt.Fprintf(stdout, "sent %d received %d longest gap %.3fs\n", res.Sent, res.Received, res.LongestGap.Seconds())
+	return err
+}
+
+func cmdExec(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs, name := newFlags("exec", stderr)
+	if err := fs.Parse(args); err != nil {
+		return usageError{err}
+	}
+	rest := fs.Args()
+	if len(rest) < 2 {
+		return usageError{errors.New("usage: exec NODE -- CMD...")}
+	}
+	node := rest[0]
+	rest = rest[1:]
+	if rest[0] == "--" {
+		rest = rest[1:]
+	}
+	if len(rest) == 0 {
+		return usageError{errors.New("usage: exec NODE -- CMD...")}
+	}
+	switch node {
+	case "mn", "r", "gw":
+	default:
+		return usageError{fmt.Errorf("unknown node %q (want mn, r or gw)", node)}
+	}
+	l, err := lab.Open(*name)
+	if err != nil {
+		return err
+	}
+	c := l.ExecCmd(ctx, node, rest...)
+	c.Stdin, c.Stdout, c.Stderr = os.Stdin, stdout, stderr
+	if err := c.Run(); err != nil {
+		return fmt.Errorf("%s: %w", strings.Join(rest, " "), err)
+	}
+	return nil
+}

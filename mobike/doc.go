@@ -1,0 +1,15 @@
+// Package mobike is the sans-IO core of mobiked: it decides which path
+// (local×remote address pair) each IKE SA should use.
+//
+// It owns the RFC 4621 §2 address terms (available address, locally
+// operational address, operational pair), the peer address sets, the candidate
+// pairs and their path state, and the decision rules: only the original
+// initiator steers, never move to an untested pair, leave a dead pair at once,
+// return to a better pair only after hold-down, never move onto a NATed pair
+// when the connection forbids NAT, and a bounded move budget.
+//
+// The core never opens a socket, reads the clock, starts a goroutine or logs:
+// adapters feed it Events through Controller.Step(now, ev) and execute the
+// Actions it returns. Subpackage wire is the IKEv2/MOBIKE codec, sim a
+// deterministic simulated world for scenario tests.
+package mobike
