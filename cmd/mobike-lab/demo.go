@@ -103,13 +103,21 @@ func printTimeline(w io.Writer, p lab.PingResult, impairAt, interval time.Durati
 		}
 	}
 	fmt.Fprintf(w, "tunnel ping timeline (10 ms interval, replies per second):\n")
-	for i, n := range buckets {
-		if i == secs-1 && n == 0 {
-			break
-		}
+	for i := 0; i < secs; i++ {
+		n := buckets[i]
 		mark := " "
 		if impairAt >= time.Duration(i)*time.Second && impairAt < time.Duration(i+1)*time.Second {
 			mark = "X"
+		}
+		// Collapse a run of seconds without any reply into one line.
+		j := i
+		for n == 0 && mark == " " && j+1 < secs && buckets[j+1] == 0 {
+			j++
+		}
+		if j > i {
+			fmt.Fprintf(w, "  t=%3ds..%3ds  %-40s   0/%d  (no replies)\n", i, j, "", per)
+			i = j
+			continue
 		}
 		bar := strings.Repeat("#", (n*40+per-1)/per)
 		fmt.Fprintf(w, "  t=%3ds %s %-40s %3d/%d\n", i, mark, bar, n, per)
