@@ -2,12 +2,34 @@ package main
 
 import (
 	"context"
-	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
 
 	"github.com/mobiked/mobiked/cmd/mobike-lab/lab"
 )
 
+// mobikedBin finds the mobiked binary: next to this executable (make build
+// puts both in bin/), then $PATH.
+func mobikedBin() (string, error) {
+	if exe, err := os.Executable(); err == nil {
+		p := filepath.Join(filepath.Dir(exe), "mobiked")
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+	}
+	if p, err := exec.LookPath("mobiked"); err == nil {
+		return p, nil
+	}
+	return "", fmt.Errorf("mobiked binary not found next to mobike-lab or in $PATH (run `make build`)")
+}
+
 // startMobiked starts mobiked in the lab's mn namespace.
 func startMobiked(ctx context.Context, l *lab.Lab) (int, error) {
-	return 0, errors.New("mobiked does not exist yet: --controller is not available")
+	bin, err := mobikedBin()
+	if err != nil {
+		return 0, err
+	}
+	return l.StartMobiked(ctx, bin, "")
 }

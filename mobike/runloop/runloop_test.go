@@ -86,7 +86,7 @@ func TestLoopEventsTimerAndFeedback(t *testing.T) {
 type stuckCore struct{ steps int }
 
 func (c *stuckCore) Step(time.Time, mobike.Event) []mobike.Action { c.steps++; return nil }
-func (c *stuckCore) NextDeadline() time.Time                         { return time.Unix(1, 0) }
+func (c *stuckCore) NextDeadline() time.Time                      { return time.Unix(1, 0) }
 
 func TestLoopNoSpinOnStuckDeadline(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {

@@ -258,9 +258,9 @@ func (l *Lab) PingFrom(ctx context.Context, src netip.Addr, count int, interval 
 	if interval < 2*time.Millisecond {
 		return PingResult{}, fmt.Errorf("lab: ping interval %s too short", interval)
 	}
-	// -w bounds the run to count×interval (+1 s) even when replies are lost
+	// -w bounds the run to 2×count×interval (+2 s) even when replies are lost
 	// and ping falls behind its schedule.
-	deadline := int((time.Duration(count)*interval+time.Second)/time.Second) + 1
+	deadline := int((2*time.Duration(count)*interval+2*time.Second)/time.Second) + 1
 	args := []string{"ping", "-n", "-D", "-I", src.String(), "-c", strconv.Itoa(count),
 		"-i", strconv.FormatFloat(interval.Seconds(), 'f', 3, 64), "-W", "1",
 		"-w", strconv.Itoa(deadline), PingTarget.String()}

@@ -1,0 +1,287 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"os/signal"
+	"slices"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/mobiked/mobiked/cmd/internal/control"
+	"github.com/mobiked/mobiked/mobike"
+	"github.com/mobiked/mobiked/mobike/runloop"
+	"github.com/mobiked/mobiked/monitor"
+	"github.com/mobiked/mobiked/monitor/probe"
+	"github.com/mobiked/mobiked/policy"
+	"github.com/mobiked/mobiked/vici"
+	"github.com/mobiked/mobiked/vici/steer"
+)
+
+// daemon wires the adapters to the core. Only the runloop goroutine touches
+// core, cfg and the fields marked "loop".
+type daemon struct {
+	f   flags
+	cfg *policy.Config // loop
+	log *slog.Logger
+
+	core    *mobike.Controller
+	loop    *runloop.Loop
+	mon     *monitor.Monitor
+	probes  *probe.Manager
+	charon  *vici.Client
+	steerer *steer.Steerer
+	metrics *daemonMetrics
+
+	trace *traceRing
+
+	// loop: what the steerer was last told about uplinks.
+	uplinksKey string
+	// loop: detection times of forced steers, for the failover histogram.
+	forcedAt map[string]time.Time
+}
+
+func steerOptions(cfg *policy.Config, log *slog.Logger) steer.Options {
+	o := steer.Options{Logger: log.With("component", "steer")}
+	if cfg.Steering.Table != 0 {
+		o.Table = int(cfg.Steering.Table)
+	}
+	if cfg.Steering.RulePriorityMin != 0 {
+		o.SourcePrio = cfg.Steering.RulePriorityMin
+		o.ProhibitPrio = cfg.Steering.RulePriorityMin + 40
+		o.PeerPrio = cfg.Steering.RulePriorityMin + 50
+	}
+	if cfg.Steering.RulePriorityMax != 0 {
+		o.PrioMax = cfg.Steering.RulePriorityMax
+	}
+	return o
+}
+
+func cleanup(cfg *policy.Config, log *slog.Logger) error {
+	s, err := steer.New(steerOptions(cfg, log))
+	if err != nil {
+		return err
+	}
+	return s.Cleanup()
+}
+
+func probeProfiles(cfg *policy.Config) probe.Profiles {
+	return probe.Profiles{
+		Active:         cfg.Probes.ActiveInterval,
+		Standby:        cfg.Probes.StandbyInterval,
+		MeteredStandby: cfg.Probes.MeteredStandbyInterval,
+		Timeout:        cfg.Probes.Timeout,
+	}
+}
+
+func newDaemon(f flags, cfg *policy.Config, log *slog.Logger) (*daemon, error) {
+	d := &daemon{f: f, cfg: cfg, log: log, trace: newTraceRing(4096), forcedAt: map[string]time.Time{}}
+	var err error
+	so := steerOptions(cfg, log)
+	d.steerer, err = steer.New(so)
+	if err != nil {
+		return nil, fmt.Errorf("steering: %w", err)
+	}
+	if err := d.steerer.Reconcile(); err != nil {
+		log.Warn("reconcile kernel state", "err", err)
+	}
+	ignore := []int{so.Table}
+	if ignore[0] == 0 {
+		ignore[0] = steer.DefaultTable
+	}
+	base := steer.DefaultUplinkTableBase
+	for i := 0; i < steer.DefaultUplinkTables; i++ {
+		ignore = append(ignore, base+i)
+	}
+	d.mon, err = monitor.New(monitor.Options{Logger: log.With("component", "monitor"), IgnoreTables: ignore})
+	if err != nil {
+		return nil, fmt.Errorf("monitor: %w", err)
+	}
+	var key []byte
+	if k, ok := cfg.Reflector.KeyHex(); ok {
+		key = k
+	}
+	d.probes = probe.NewManager(probe.Options{Logger: log.With("component", "probe"), STAMPKey: key, Profiles: probeProfiles(cfg)})
+	d.charon = vici.New(vici.Options{Socket: f.viciSocket, Logger: log.With("component", "vici")})
+	d.core = mobike.New(mobike.Config{Policy: cfg.Settings()})
+	d.metrics = newDaemonMetrics()
+	d.loop = runloop.New(d.core, d, nil, d.observe)
+	return d, nil
+}
+
+func (d *daemon) run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errc := make(chan error, 8)
+	goRun := func(name string, fn func(context.Context) error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := fn(ctx); err != nil && !errors.Is(err, context.Canceled) {
+				errc <- fmt.Errorf("%s: %w", name, err)
+			}
+		}()
+	}
+	goRun("monitor", d.mon.Run)
+	goRun("vici", d.charon.Run)
+	for _, ch := range []<-chan mobike.Event{d.mon.Events(), d.charon.Events(), d.probes.Events()} {
+		wg.Add(1)
+		go func() { defer wg.Done(); d.loop.Source(ctx, ch) }()
+	}
+	srv, err := d.serveControl(ctx)
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+	if d.cfg.MetricsListen.IsValid() {
+		msrv, err := d.serveMetrics(ctx, d.cfg.MetricsListen)
+		if err != nil {
+			return err
+		}
+		defer msrv.Close()
+	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				d.reload(ctx)
+			}
+		}
+	}()
+	d.log.Info("started", "vici", d.f.viciSocket, "control", d.cfg.ControlSocket)
+	lerr := make(chan error, 1)
+	go func() { lerr <- d.loop.Run(ctx) }()
+	select {
+	case err = <-errc:
+		cancel()
+	case err = <-lerr:
+	}
+	cancel()
+	_ = d.probes.Close()
+	_ = d.charon.Close()
+	wg.Wait()
+	return err
+}
+
+// reload re-reads the config on SIGHUP; a bad file keeps the old config.
+func (d *daemon) reload(ctx context.Context) {
+	if d.f.config == "" {
+		d.log.Info("reload: no config file (zero-config)")
+		return
+	}
+	cfg, err := loadConfig(d.f.config)
+	if err != nil {
+		d.log.Error("reload failed; keeping the running config", "err", err)
+		return
+	}
+	_ = d.loop.Do(ctx, func() {
+		changes := policy.Diff(d.cfg, cfg)
+		for _, c := range changes {
+			if c.Kind.NeedsRestart() {
+				d.log.Warn("reload: change needs a restart to take effect", "change", c.String())
+			}
+		}
+		d.cfg = cfg
+		d.loop.Step(ctx, mobike.EvConfig{Policy: cfg.Settings()})
+		d.log.Info("reloaded config", "changes", len(changes))
+	})
+}
+
+// Execute carries out one action of the core (runloop.Executor).
+func (d *daemon) Execute(ctx context.Context, now time.Time, a mobike.Action) []mobike.Event {
+	switch a := a.(type) {
+	case mobike.ActProbeStart, mobike.ActProbeStop:
+		if err := d.probes.Apply(a); err != nil {
+			d.log.Warn("probe action failed", "action", fmt.Sprintf("%T", a), "err", err)
+		}
+	case mobike.ActSteer:
+		err := d.steerer.Apply(a)
+		if err != nil {
+			d.log.Error("steer failed", "conn", a.Peer, "pair", a.Pair.String(), "err", err)
+		} else {
+			d.log.Info("steering", "conn", a.Peer, "pair", a.Pair.String(), "uplink", a.Uplink, "reason", a.Reason)
+		}
+		return []mobike.Event{mobike.EvSteerApplied{Peer: a.Peer, Pair: a.Pair, Err: err}}
+	case mobike.ActAlert:
+		lvl := slog.LevelInfo
+		switch a.Severity {
+		case mobike.SevWarning:
+			lvl = slog.LevelWarn
+		case mobike.SevCritical:
+			lvl = slog.LevelError
+		}
+		d.log.Log(ctx, lvl, "alert", "conn", a.Conn, "reason", a.Reason, "msg", a.Message)
+		d.trace.add(control.Event{At: now, Kind: "alert", Text: fmt.Sprintf("%s %s: %s", a.Conn, a.Reason, a.Message)})
+	}
+	return nil
+}
+
+// observe runs after each Step on the loop goroutine: it keeps the steerer's
+// per-uplink tables in line with the network, and records the trace.
+func (d *daemon) observe(now time.Time, ev mobike.Event, _ []mobike.Action) {
+	switch e := ev.(type) {
+	case mobike.EvNetState:
+		d.metrics.netlinkEvents.Add(1)
+		d.syncUplinks(e.State)
+	case mobike.EvCharon:
+		d.metrics.setViciUp(e.Up)
+	case mobike.EvProbeResult:
+		// per-probe results are summarised by the prober's stats
+	}
+	for _, o := range d.core.TakeTrace() {
+		text := o.String()
+		kind := fmt.Sprintf("%T", o)
+		if i := len("mobike."); len(kind) > i {
+			kind = kind[i:]
+		}
+		d.trace.add(control.Event{At: now, Kind: kind, Text: text})
+		d.metrics.observe(now, o, d)
+		d.log.Info(kind, "trace", text)
+	}
+}
+
+// syncUplinks tells the steerer each uplink's addresses and gateways (source
+// rules and per-uplink tables), when they changed.
+func (d *daemon) syncUplinks(ns mobike.NetState) {
+	var ups []steer.Uplink
+	for _, l := range ns.Links {
+		u := steer.Uplink{Name: l.Name, LinkIdx: l.Index}
+		for _, a := range ns.Addrs {
+			if a.LinkIdx == l.Index && monitor.Available(a) {
+				u.Local = append(u.Local, a.Prefix.Addr())
+			}
+		}
+		seen := map[bool]bool{}
+		for _, g := range ns.Gateways {
+			if g.LinkIdx == l.Index && g.Via.IsValid() && !seen[g.Via.Is4()] {
+				seen[g.Via.Is4()] = true
+				u.Gateways = append(u.Gateways, g.Via)
+			}
+		}
+		if len(u.Local) == 0 {
+			continue
+		}
+		slices.SortFunc(u.Local, netip.Addr.Compare)
+		ups = append(ups, u)
+	}
+	key := fmt.Sprint(ups)
+	if key == d.uplinksKey {
+		return
+	}
+	if err := d.steerer.SetUplinks(ups); err != nil {
+		d.log.Error("set uplinks", "err", err)
+		return
+	}
+	d.uplinksKey = key
+}
