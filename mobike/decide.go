@@ -415,10 +415,10 @@ func (c *Controller) alert(cn *conn, sev Severity, reason, msg string) {
 func (c *Controller) clearAlert(cn *conn, reason string) { delete(cn.alerts, reason) }
 
 // freshWinner picks the target of a forced move. A candidate on the same
-// local address as the failed current pair shares its uplink, so it is
-// suspect until it has answered after the current pair's last reply (a
-// standby pair probed once a second may not have noticed the outage yet);
-// such candidates rank behind every eligible pair with fresher evidence.
+// uplink as the failed current pair may share its fault, so it is suspect
+// until it has answered after the current pair's last reply (a standby pair
+// probed once a second may not have noticed the outage yet); such candidates
+// rank behind every eligible pair with fresher evidence.
 func (c *Controller) freshWinner(ranked []policy.Ranked, winner int, cur Pair) int {
 	cp := c.pairs[cur]
 	if cp == nil {
@@ -429,10 +429,9 @@ func (c *Controller) freshWinner(ranked []policy.Ranked, winner int, cur Pair) i
 		if !r.Eligible {
 			continue
 		}
-		if r.Local == cur.Local {
-			if p := c.pairs[Pair{Local: r.Local, Remote: r.Remote}]; p == nil || !p.stats.LastReply.After(cp.stats.LastReply) {
-				continue
-			}
+		if p := c.pairs[Pair{Local: r.Local, Remote: r.Remote}]; p == nil ||
+			p.linkIdx == cp.linkIdx && !p.stats.LastReply.After(cp.stats.LastReply) {
+			continue
 		}
 		return i
 	}

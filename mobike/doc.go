@@ -13,3 +13,17 @@
 // Actions it returns. Subpackage wire is the IKEv2/MOBIKE codec, sim a
 // deterministic simulated world for scenario tests.
 package mobike
+
+// Using the Controller (the daemon's runloop):
+//
+//	c := mobike.New(mobike.Config{Policy: settings}) // zero Policy = zero-config
+//	for {
+//		// wait for an adapter event, or until c.NextDeadline() (zero = none)
+//		acts := c.Step(now, ev)  // ev = mobike.EvTimer{} when the deadline fired
+//		for _, o := range c.TakeTrace() { /* log, metrics */ }
+//		for _, a := range acts { /* ActProbeStart/Stop, ActSteer (then feed EvSteerApplied), ActAlert */ }
+//	}
+//
+// Runtime changes: EvConfig{Policy} (reload), EvPrefer{Conn, Uplink, Until}
+// (operator override; empty Uplink clears). Snapshot() returns the state with
+// per-connection rankings and reasons for `mobikectl explain`.

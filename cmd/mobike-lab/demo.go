@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/mobiked/mobiked/cmd/mobike-lab/lab"
+	"github.com/mobiked/mobiked/deploy"
 )
 
 // cmdDemo shows the problem mobiked solves: with charon alone, a silently
@@ -18,16 +19,37 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "== charon alone: silent blackhole of uplink a (DPD 5 s) ==\n")
-	res, err := blackholeRun(ctx, lab.Options{Name: *name, DPD: 5 * time.Second, Log: stdout}, *wait, stdout)
-	if err != nil {
-		return err
+	bin, binErr := mobikedBin()
+	type mode struct {
+		title string
+		opts  lab.Options
 	}
-	printTimeline(stdout, res.ping, res.impairAt, 10*time.Millisecond)
-	if res.recovered {
-		fmt.Fprintf(stdout, "result: tunnel recovered, longest outage %.2fs\n", res.outage.Seconds())
+	modes := []mode{{"charon alone", lab.Options{Name: *name, DPD: 5 * time.Second, Log: stdout}}}
+	if binErr == nil {
+		modes = append(modes, mode{"charon + mobiked", lab.Options{Name: *name, DPD: 5 * time.Second, Log: stdout,
+			Controller: true, ControllerConf: deploy.MobikedConf,
+			StartController: func(ctx context.Context, l *lab.Lab) (int, error) { return l.StartMobiked(ctx, bin, "") }}})
 	} else {
-		fmt.Fprintf(stdout, "result: no recovery within %s (charon keeps the dead path; with DPD it gives up after ~165 s and deletes the SA)\n", *wait)
+		fmt.Fprintf(stdout, "note: %v; showing charon alone only\n", binErr)
+	}
+	var summary []string
+	for _, m := range modes {
+		fmt.Fprintf(stdout, "\n== %s: silent blackhole of uplink a (DPD 5 s) ==\n", m.title)
+		res, err := blackholeRun(ctx, m.opts, *wait, stdout)
+		if err != nil {
+			return fmt.Errorf("%s: %w", m.title, err)
+		}
+		printTimeline(stdout, res.ping, res.impairAt, 10*time.Millisecond)
+		line := fmt.Sprintf("%-17s no recovery within %s", m.title+":", *wait)
+		if res.recovered {
+			line = fmt.Sprintf("%-17s tunnel recovered, outage %.2fs", m.title+":", res.outage.Seconds())
+		}
+		fmt.Fprintln(stdout, "result: "+line)
+		summary = append(summary, line)
+	}
+	fmt.Fprintf(stdout, "\n== summary (silent blackhole of the active uplink, second uplink working) ==\n")
+	for _, l := range summary {
+		fmt.Fprintln(stdout, "  "+l)
 	}
 	return nil
 }

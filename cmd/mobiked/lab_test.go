@@ -70,10 +70,11 @@ func waitStatus(t *testing.T, ctx context.Context, c *control.Client, timeout ti
 	return control.SARow{}
 }
 
-// TestLabBlackholeFailover: a silent blackhole of the active uplink moves the
-// SA to the other uplink (charon alone never recovers) and the tunnel ping
-// recovers.
-func TestLabBlackholeFailover(t *testing.T) {
+// TestLabBlackholeFailoverAndFailback: a silent blackhole of the active
+// uplink moves the SA to the other uplink (charon alone never recovers), the
+// tunnel ping recovers, and when uplink a returns the SA moves back only after
+// the hold-down, without losing tunnel pings.
+func TestLabBlackholeFailoverAndFailback(t *testing.T) {
 	lab.RequireRoot(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -95,12 +96,37 @@ func TestLabBlackholeFailover(t *testing.T) {
 	if res, err := l.Ping(ctx, 50, 10*time.Millisecond); err != nil || res.Received < res.Sent*9/10 {
 		t.Fatalf("tunnel ping after failover: %+v %v", res, err)
 	}
-	// The move is visible to operators with its reason.
+	// Failback: restore a; the move back waits for the hold-down (5 s in the
+	// lab config) and loses no tunnel ping (make-before-break).
+	pingDone := make(chan lab.PingResult, 1)
+	go func() {
+		r, _ := l.Ping(ctx, 2000, 10*time.Millisecond)
+		pingDone <- r
+	}()
+	time.Sleep(500 * time.Millisecond)
+	if err := l.Impair(ctx, "a", lab.Impairment{Kind: lab.Restore}); err != nil {
+		t.Fatal(err)
+	}
+	restored := time.Now()
+	if _, err := l.WaitSA(ctx, 30*time.Second, func(s lab.SAInfo) bool { return s.LocalHost == lab.MNAddrA.String() }); err != nil {
+		t.Fatalf("SA did not return to uplink a: %v", err)
+	}
+	back := time.Since(restored)
+	if back < 5*time.Second {
+		t.Fatalf("moved back %.2fs after restore, before the 5 s hold-down", back.Seconds())
+	}
+	res := <-pingDone
+	t.Logf("failback %.2fs after restore; tunnel ping %d/%d, longest gap %.3fs", back.Seconds(), res.Received, res.Sent, res.LongestGap.Seconds())
+	if res.Sent-res.Received > 3 {
+		t.Fatalf("failback lost %d tunnel pings (make-before-break expected)", res.Sent-res.Received)
+	}
+
+	// The moves are visible to operators with their reasons.
 	e, err := c.Explain(ctx, "lab")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.HasPrefix(e.Current, "10.2.0.2") || len(e.Candidates) == 0 {
+	if !strings.HasPrefix(e.Current, "10.1.0.2") || len(e.Candidates) == 0 || !e.Candidates[0].Current {
 		t.Fatalf("explain after failover: %+v", e)
 	}
 }

@@ -1,0 +1,135 @@
+package probe
+
+import (
+	"fmt"
+	"net/netip"
+	"os/exec"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/mobiked/mobiked/mobike"
+)
+
+// BenchmarkProbeCPU100Pairs runs 100 pairs (10 local × 10 remote addresses
+// on the loopback of namespace hpb-cpu) at the active profile's 5 probes/s
+// for 5 s and reports the process CPU time as a percentage of one core.
+// The STAMP variant includes the in-process reflector's CPU.
+//
+//	go test -run XXX -bench ProbeCPU -benchtime 1x ./monitor/probe/
+func BenchmarkProbeCPU100Pairs(b *testing.B) {
+	skipUnlessRoot(b)
+	const ns = "hpb-cpu"
+	exec.Command("ip", "netns", "del", ns).Run()
+	run(b, "ip", "netns", "add", ns)
+	b.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
+	run(b, "ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up")
+	var locals, remotes []netip.Addr
+	for i := 1; i <= 10; i++ {
+		l := netip.AddrFrom4([4]byte{10, 202, 0, byte(i)})
+		r := netip.AddrFrom4([4]byte{10, 202, 1, byte(i)})
+		locals, remotes = append(locals, l), append(remotes, r)
+		run(b, "ip", "netns", "exec", ns, "ip", "addr", "add", l.String()+"/32", "dev", "lo")
+		run(b, "ip", "netns", "exec", ns, "ip", "addr", "add", r.String()+"/32", "dev", "lo")
+	}
+	serveReflectorNS(b, ns, ReflectorOptions{Rate: 1000, Burst: 100}, 862)
+	for _, method := range []mobike.ProbeMethod{mobike.ProbeICMP, mobike.ProbeSTAMP} {
+		b.Run(method.String(), func(b *testing.B) {
+			for range b.N {
+				m := NewManager(Options{SocketHook: func(f func() error) error { return inNetNS(ns, f) }})
+				for _, l := range locals {
+					for _, r := range remotes {
+						m.Apply(mobike.ActProbeStart{Pair: mobike.Pair{Local: l, Remote: r}, Uplink: "lo", Method: method, Profile: mobike.ProfileActive})
+					}
+				}
+				var ok, total atomic.Int64
+				done := make(chan struct{})
+				go func() {
+					defer close(done)
+					for ev := range m.Events() {
+						total.Add(1)
+						if ev.(mobike.EvProbeResult).OK {
+							ok.Add(1)
+						}
+					}
+				}()
+				time.Sleep(time.Second) // settle: sockets opened, first probes out
+				r0, t0, n0, ok0 := rusage(), time.Now(), total.Load(), ok.Load()
+				time.Sleep(5 * time.Second)
+				cpu, wall := rusage()-r0, time.Since(t0)
+				n, nok := total.Load()-n0, ok.Load()-ok0
+				m.Close()
+				<-done
+				b.ReportMetric(100*cpu.Seconds()/wall.Seconds(), "%core")
+				b.ReportMetric(float64(n)/wall.Seconds(), "results/s")
+				if n > 0 {
+					b.ReportMetric(float64(cpu.Microseconds())/float64(n), "cpu-µs/probe")
+				}
+				if n == 0 || nok < n*9/10 {
+					b.Fatalf("%d of %d probes answered", nok, n)
+				}
+			}
+		})
+	}
+}
+
+func rusage() time.Duration {
+	var ru unix.Rusage
+	unix.Getrusage(unix.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// BenchmarkBytesPerSecond reports the probe traffic one pair sends per
+// second for each method and profile, from the real encoders' packet sizes
+// (IP and ICMP/UDP headers included, averaged over a Location TLV cycle) and
+// the profiles' rates. Replies are the same size again in the other direction.
+//
+//	go test -run XXX -bench BytesPerSecond -benchtime 1x ./monitor/probe/
+func BenchmarkBytesPerSecond(b *testing.B) {
+	prof := DefaultProfiles()
+	local := netip.MustParseAddrPort("192.0.2.1:40000")
+	for _, v6 := range []bool{false, true} {
+		remote := netip.MustParseAddr("198.51.100.1")
+		if v6 {
+			remote = netip.MustParseAddr("2001:db8::1")
+		}
+		hdr := ipHeaderLen(remote)
+		methods := []struct {
+			name    string
+			perProb float64
+		}{
+			{"icmp", float64(hdr + 8 + icmpNonceLen)},
+			{"stamp", stampAvgSize(b, local, remote, nil, prof.LocationEvery) + float64(hdr+8)},
+			{"stamp-auth", stampAvgSize(b, local, remote, vecKey, prof.LocationEvery) + float64(hdr+8)},
+		}
+		fam := "ipv4"
+		if v6 {
+			fam = "ipv6"
+		}
+		for _, mth := range methods {
+			for _, pr := range []mobike.ProbeProfile{mobike.ProfileActive, mobike.ProfileStandby, mobike.ProfileMeteredStandby} {
+				b.Run(fmt.Sprintf("%s/%s/%s", fam, mth.name, pr), func(b *testing.B) {
+					for range b.N {
+					}
+					b.ReportMetric(mth.perProb, "B/probe")
+					b.ReportMetric(mth.perProb/prof.Interval(pr).Seconds(), "B/s")
+				})
+			}
+		}
+	}
+}
+
+func stampAvgSize(b *testing.B, local netip.AddrPort, remote netip.Addr, key []byte, every int) float64 {
+	e := newSTAMPEndpoint(&sharedSock{local: local}, netip.AddrPortFrom(remote, STAMPPort), key, every, RealClock())
+	total := 0
+	for seq := range uint32(every) {
+		p, err := e.encode(nil, seq, make([]byte, e.NonceLen()), time.Now())
+		if err != nil {
+			b.Fatal(err)
+		}
+		total += len(p)
+	}
+	return float64(total) / float64(every)
+}

@@ -1,0 +1,311 @@
+package probe
+
+import (
+	"context"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/mobiked/mobiked/mobike"
+)
+
+var (
+	pairA = mobike.Pair{Local: netip.MustParseAddr("10.1.0.2"), Remote: netip.MustParseAddr("10.3.0.2")}
+	pairB = mobike.Pair{Local: netip.MustParseAddr("10.2.0.2"), Remote: netip.MustParseAddr("10.3.0.2")}
+)
+
+// newTestManager returns a Manager on a virtual clock and in-memory network,
+// with jitter off so that the schedule is exact.
+func newTestManager(t *testing.T, prof Profiles) (*Manager, *fakeClock, *fakeNet) {
+	t.Helper()
+	c := newFakeClock()
+	n := newFakeNet(c)
+	if prof.Jitter == 0 {
+		prof.Jitter = -1
+	}
+	m := NewManager(Options{Clock: c, Profiles: prof, Transports: map[mobike.ProbeMethod]Transport{mobike.ProbeICMP: n, mobike.ProbeSTAMP: n}})
+	t.Cleanup(func() { m.Close() })
+	return m, c, n
+}
+
+func start(t *testing.T, m *Manager, p mobike.Pair, uplink string, prof mobike.ProbeProfile) {
+	t.Helper()
+	if err := m.Apply(mobike.ActProbeStart{Pair: p, Uplink: uplink, LinkIdx: 2, Method: mobike.ProbeICMP, Profile: prof}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func drain(m *Manager) []mobike.EvProbeResult {
+	var out []mobike.EvProbeResult
+	for {
+		select {
+		case ev := <-m.Events():
+			out = append(out, ev.(mobike.EvProbeResult))
+		default:
+			return out
+		}
+	}
+}
+
+func TestPacingPerProfile(t *testing.T) {
+	tests := []struct {
+		profile mobike.ProbeProfile
+		run     time.Duration
+		want    int // probes sent, the first at t=0
+	}{
+		{mobike.ProfileActive, 2 * time.Second, 11},
+		{mobike.ProfileStandby, 10 * time.Second, 11},
+		{mobike.ProfileMeteredStandby, 100 * time.Second, 11},
+	}
+	for _, tc := range tests {
+		t.Run(tc.profile.String(), func(t *testing.T) {
+			m, c, n := newTestManager(t, Profiles{})
+			start(t, m, pairA, "eth0", tc.profile)
+			c.Advance(tc.run)
+			if got := len(n.sendTimes(pairA)); got != tc.want {
+				t.Fatalf("sent %d probes in %v, want %d", got, tc.run, tc.want)
+			}
+			evs := drain(m)
+			if len(evs) != tc.want-1 { // the probe sent at the end is in flight
+				t.Fatalf("%d events, want %d", len(evs), tc.want-1)
+			}
+			last := evs[len(evs)-1]
+			if !last.OK || last.RTT != 10*time.Millisecond || last.Stats.LossRatio != 0 || last.Pair != pairA || last.Method != mobike.ProbeICMP {
+				t.Fatalf("last event %+v", last)
+			}
+		})
+	}
+}
+
+func TestJitterSpreadsIntervals(t *testing.T) {
+	m, c, n := newTestManager(t, Profiles{Jitter: 0.1})
+	start(t, m, pairA, "eth0", mobike.ProfileActive)
+	c.Advance(20 * time.Second)
+	ts := n.sendTimes(pairA)
+	distinct := map[time.Duration]bool{}
+	for i := 1; i < len(ts); i++ {
+		d := ts[i].Sub(ts[i-1])
+		if d < 180*time.Millisecond || d > 220*time.Millisecond {
+			t.Fatalf("interval %v outside 200ms ± 10%%", d)
+		}
+		distinct[d] = true
+	}
+	if len(distinct) < 10 {
+		t.Fatalf("only %d distinct intervals: jitter not applied", len(distinct))
+	}
+}
+
+// blackholeDetection returns how long after the impairment the third
+// consecutive loss was reported.
+func blackholeDetection(t *testing.T, prof Profiles) time.Duration {
+	m, c, n := newTestManager(t, prof)
+	start(t, m, pairA, "eth0", mobike.ProfileActive)
+	c.Advance(1030 * time.Millisecond) // mid-interval
+	drain(m)
+	tb := c.Now()
+	n.set(func(n *fakeNet) { n.drop = func(mobike.Pair, uint32) bool { return true } })
+	for range 5000 {
+		c.Advance(time.Millisecond)
+		for _, ev := range drain(m) {
+			if ev.OK {
+				t.Fatalf("reply after blackhole: %+v", ev)
+			}
+			if ev.Stats.ConsecLost >= 3 {
+				return ev.At.Sub(tb)
+			}
+		}
+	}
+	t.Fatal("3 consecutive losses never reported")
+	return 0
+}
+
+func TestBlackholeConfirmationBurst(t *testing.T) {
+	p := DefaultProfiles()
+	got := blackholeDetection(t, Profiles{})
+	bound := 3*p.Active + p.Timeout // interval × K + timeout, K = 3
+	if got > bound {
+		t.Fatalf("3 losses after %v, bound %v", got, bound)
+	}
+	// without the burst the same blackhole takes ≈ 3 intervals + timeout
+	slow := blackholeDetection(t, Profiles{Burst: -1, Active: time.Second})
+	fast := blackholeDetection(t, Profiles{Active: time.Second})
+	if fast > time.Second+2*p.Timeout+p.BurstGap || slow < 2*time.Second {
+		t.Fatalf("1s interval: with burst %v, without %v", fast, slow)
+	}
+}
+
+func TestBackoffAndRecovery(t *testing.T) {
+	m, c, n := newTestManager(t, Profiles{})
+	start(t, m, pairA, "eth0", mobike.ProfileStandby)
+	c.Advance(2500 * time.Millisecond)
+	n.set(func(n *fakeNet) { n.drop = func(mobike.Pair, uint32) bool { return true } })
+	c.Advance(10 * time.Minute)
+	ts := n.sendTimes(pairA)
+	last := ts[len(ts)-1].Sub(ts[len(ts)-2])
+	if last != 30*time.Second {
+		t.Fatalf("backed-off interval %v, want the 30s cap", last)
+	}
+	// the gaps grow: 1s, ..., then 2,4,8,16,30
+	var gaps []time.Duration
+	for i := len(ts) - 8; i < len(ts); i++ {
+		gaps = append(gaps, ts[i].Sub(ts[i-1]))
+	}
+	for i := 1; i < len(gaps); i++ {
+		if gaps[i] < gaps[i-1] && gaps[i-1] != 20*time.Millisecond {
+			t.Fatalf("gaps shrink while dead: %v", gaps)
+		}
+	}
+	evs := drain(m)
+	if ev := evs[len(evs)-1]; ev.OK || ev.Stats.ConsecLost < 20 || ev.Stats.LossRatio <= 0.5 {
+		t.Fatalf("last event while dead %+v", ev)
+	}
+	// recovery: one reply resets the streak and the pace returns to 1s at
+	// once: the probe after the first reply is sent one base interval after
+	// that reply, not one backed-off interval after the previous probe.
+	n.set(func(n *fakeNet) { n.drop = nil })
+	before := len(n.sendTimes(pairA))
+	c.Advance(31 * time.Second)
+	c.Advance(5 * time.Second)
+	ts = n.sendTimes(pairA)
+	if d := ts[len(ts)-1].Sub(ts[len(ts)-2]); d != time.Second {
+		t.Fatalf("interval after recovery %v, want 1s", d)
+	}
+	if first, second := ts[before], ts[before+1]; second.Sub(first) > time.Second+50*time.Millisecond {
+		t.Fatalf("second probe after recovery came %v after the first, want about 1s", second.Sub(first))
+	}
+	if ev := drain(m); !ev[len(ev)-1].OK || ev[len(ev)-1].Stats.ConsecLost != 0 {
+		t.Fatalf("after recovery %+v", ev[len(ev)-1])
+	}
+}
+
+func TestNonceMustMatch(t *testing.T) {
+	m, c, n := newTestManager(t, Profiles{})
+	n.set(func(n *fakeNet) { n.badNonce = true })
+	start(t, m, pairA, "eth0", mobike.ProfileActive)
+	c.Advance(3 * time.Second)
+	evs := drain(m)
+	if len(evs) == 0 {
+		t.Fatal("no events")
+	}
+	for _, ev := range evs {
+		if ev.OK {
+			t.Fatalf("reply with a wrong nonce counted: %+v", ev)
+		}
+	}
+}
+
+func TestAdaptiveTimeout(t *testing.T) {
+	// RTT 400ms > the 250ms floor: the first probe times out, then SRTT is
+	// unknown until a reply... so with a 500ms floor replies count, SRTT
+	// grows to 400ms and the timeout becomes 3×SRTT = 1.2s.
+	m, c, n := newTestManager(t, Profiles{Timeout: 500 * time.Millisecond})
+	n.set(func(n *fakeNet) { n.rtt = 400 * time.Millisecond })
+	start(t, m, pairA, "eth0", mobike.ProfileActive)
+	c.Advance(5 * time.Second)
+	n.set(func(n *fakeNet) { n.rtt = 900 * time.Millisecond }) // above the floor, below 3×SRTT
+	c.Advance(5 * time.Second)
+	for _, ev := range drain(m) {
+		if !ev.OK {
+			t.Fatalf("probe lost with adaptive timeout: %+v", ev)
+		}
+	}
+	if got := m.prof.timeout(1 * time.Second); got != 2*time.Second {
+		t.Fatalf("timeout cap %v", got)
+	}
+}
+
+func TestRetuneStopClose(t *testing.T) {
+	m, c, n := newTestManager(t, Profiles{})
+	start(t, m, pairA, "eth0", mobike.ProfileActive)
+	start(t, m, pairB, "eth1", mobike.ProfileStandby)
+	c.Advance(1 * time.Second)
+	start(t, m, pairA, "eth0", mobike.ProfileStandby) // retune: slower
+	start(t, m, pairB, "eth1", mobike.ProfileActive)  // retune: faster
+	before := len(n.sendTimes(pairA))
+	beforeB := len(n.sendTimes(pairB))
+	c.Advance(2 * time.Second)
+	if got := len(n.sendTimes(pairA)) - before; got != 3 { // at the retune, then every 1s
+		t.Fatalf("pair A sent %d probes in 2s of standby", got)
+	}
+	if got := len(n.sendTimes(pairB)) - beforeB; got != 11 { // at the retune, then every 200ms
+		t.Fatalf("pair B sent %d probes in 2s of active", got)
+	}
+	s := m.Stats()
+	if len(s.Pairs) != 2 || s.Pairs[0].Pair != pairA || s.Pairs[0].Profile != mobike.ProfileStandby || s.Pairs[1].Uplink != "eth1" {
+		t.Fatalf("snapshot %+v", s.Pairs)
+	}
+	if s.UplinkBytes["eth0"] != uint64(72*len(n.sendTimes(pairA))) || s.UplinkBytes["eth1"] != uint64(72*len(n.sendTimes(pairB))) {
+		t.Fatalf("uplink bytes %v", s.UplinkBytes)
+	}
+	if s.Pairs[0].Stats.BytesSent != s.UplinkBytes["eth0"] {
+		t.Fatalf("pair bytes %d", s.Pairs[0].Stats.BytesSent)
+	}
+	if err := m.Apply(mobike.ActProbeStop{Pair: pairA}); err != nil {
+		t.Fatal(err)
+	}
+	drain(m)
+	stopped := len(n.sendTimes(pairA))
+	c.Advance(5 * time.Second)
+	if len(n.sendTimes(pairA)) != stopped {
+		t.Fatal("stopped prober still sends")
+	}
+	for _, ev := range drain(m) {
+		if ev.Pair == pairA {
+			t.Fatalf("event for a stopped pair: %+v", ev)
+		}
+	}
+	if err := m.Apply(mobike.ActProbeStart{Pair: pairA, Method: mobike.ProbeMethod(9)}); err == nil {
+		t.Fatal("unknown method accepted")
+	}
+	m.Close()
+	if err := m.Apply(mobike.ActProbeStop{Pair: pairB}); err != ErrClosed {
+		t.Fatalf("apply after close: %v", err)
+	}
+	for range m.Events() { // closed by Close
+	}
+}
+
+func TestNATVerdictCarried(t *testing.T) {
+	m, c, n := newTestManager(t, Profiles{})
+	n.set(func(n *fakeNet) { n.nat = mobike.NATPresent })
+	start(t, m, pairA, "eth0", mobike.ProfileActive)
+	c.Advance(time.Second)
+	evs := drain(m)
+	if evs[len(evs)-1].Stats.NAT != mobike.NATPresent {
+		t.Fatalf("nat %v", evs[len(evs)-1].Stats.NAT)
+	}
+}
+
+func TestEventsDroppedWhenConsumerStalls(t *testing.T) {
+	c := newFakeClock()
+	n := newFakeNet(c)
+	m := NewManager(Options{Clock: c, EventBuffer: 4, Profiles: Profiles{Jitter: -1}, Transports: map[mobike.ProbeMethod]Transport{mobike.ProbeICMP: n}})
+	defer m.Close()
+	start(t, m, pairA, "eth0", mobike.ProfileActive)
+	c.Advance(2 * time.Second)
+	if s := m.Stats(); s.EventsDropped != 6 {
+		t.Fatalf("dropped %d, want 10-4", s.EventsDropped)
+	}
+}
+
+func TestFuncTransport(t *testing.T) {
+	c := newFakeClock()
+	calls := make(chan Path, 100)
+	ft := NewFuncTransport(func(ctx context.Context, p Path) (Outcome, error) {
+		calls <- p
+		return Outcome{OK: true, RTT: 30 * time.Millisecond, NAT: mobike.NATPresent}, nil
+	}, c, time.Second)
+	m := NewManager(Options{Clock: c, Profiles: Profiles{Jitter: -1}, Transports: map[mobike.ProbeMethod]Transport{mobike.ProbeIKE: ft}})
+	if err := m.Apply(mobike.ActProbeStart{Pair: pairA, Uplink: "eth0", Method: mobike.ProbeIKE, Profile: mobike.ProfileStandby}); err != nil {
+		t.Fatal(err)
+	}
+	c.Advance(0)
+	ev := (<-m.Events()).(mobike.EvProbeResult) // delivered from the probe's goroutine
+	if !ev.OK || ev.RTT != 30*time.Millisecond || ev.Method != mobike.ProbeIKE || ev.Stats.NAT != mobike.NATPresent {
+		t.Fatalf("event %+v", ev)
+	}
+	if p := <-calls; p.Pair != pairA || p.Uplink != "eth0" {
+		t.Fatalf("probe func got %+v", p)
+	}
+	m.Close()
+}

@@ -1,0 +1,240 @@
+package probe
+
+import (
+	"log/slog"
+	"net/netip"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/mobiked/mobiked/mobike"
+)
+
+var (
+	nsA4 = mobike.Pair{Local: netip.MustParseAddr("10.201.1.2"), Remote: netip.MustParseAddr("10.201.3.2")}
+	nsB4 = mobike.Pair{Local: netip.MustParseAddr("10.201.2.2"), Remote: netip.MustParseAddr("10.201.3.2")}
+	nsA6 = mobike.Pair{Local: netip.MustParseAddr("fd00:201:1::2"), Remote: netip.MustParseAddr("fd00:201:3::2")}
+	nsB6 = mobike.Pair{Local: netip.MustParseAddr("fd00:201:2::2"), Remote: netip.MustParseAddr("fd00:201:3::2")}
+)
+
+// checkNoLeak fails if goroutines started since base are still running once
+// Close has returned (a timer goroutine may need a moment to return).
+func checkNoLeak(t *testing.T, base int) {
+	t.Helper()
+	for range 100 {
+		if runtime.NumGoroutine() <= base {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	buf := make([]byte, 1<<16)
+	t.Fatalf("%d goroutines after Close, %d before:\n%s", runtime.NumGoroutine(), base, buf[:runtime.Stack(buf, true)])
+}
+
+func testLogger(t *testing.T) *slog.Logger {
+	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+func uplinkOf(p mobike.Pair) string {
+	if p == nsA4 || p == nsA6 {
+		return "c0"
+	}
+	return "c1"
+}
+
+// collect reads events until done says so or the safety deadline passes.
+func collect(t *testing.T, m *Manager, limit time.Duration, done func(evs []mobike.EvProbeResult) bool) []mobike.EvProbeResult {
+	t.Helper()
+	var evs []mobike.EvProbeResult
+	deadline := time.After(limit)
+	for {
+		select {
+		case ev := <-m.Events():
+			evs = append(evs, ev.(mobike.EvProbeResult))
+			if done(evs) {
+				return evs
+			}
+		case <-deadline:
+			return evs
+		}
+	}
+}
+
+func countOK(evs []mobike.EvProbeResult) map[mobike.Pair]int {
+	n := map[mobike.Pair]int{}
+	for _, ev := range evs {
+		if ev.OK {
+			n[ev.Pair]++
+		}
+	}
+	return n
+}
+
+// TestNetnsProbesBoundToUplink: ICMP (v4, v6) and STAMP (authenticated v4,
+// unauthenticated v6) on both uplinks; uplink b only works because probes are
+// bound to c1 (the routing table prefers c0 and the router drops a source on
+// the wrong uplink); STAMP sees the NAT on uplink b and not on a.
+func TestNetnsProbesBoundToUplink(t *testing.T) {
+	tp := newTopo(t, "hp1", true)
+	tp.serveReflector(t, ReflectorOptions{Key: vecKey})
+	prof := Profiles{Active: 20 * time.Millisecond, Timeout: 200 * time.Millisecond}
+
+	t.Run("icmp", func(t *testing.T) {
+		base := runtime.NumGoroutine()
+		m := NewManager(Options{SocketHook: tp.hook("c"), Logger: testLogger(t), Profiles: prof})
+		defer checkNoLeak(t, base)
+		defer m.Close()
+		pairs := []mobike.Pair{nsA4, nsB4, nsA6, nsB6}
+		for _, p := range pairs {
+			if err := m.Apply(mobike.ActProbeStart{Pair: p, Uplink: uplinkOf(p), Method: mobike.ProbeICMP}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		evs := collect(t, m, 10*time.Second, func(evs []mobike.EvProbeResult) bool {
+			n := countOK(evs)
+			return n[nsA4] >= 5 && n[nsB4] >= 5 && n[nsA6] >= 5 && n[nsB6] >= 5
+		})
+		n := countOK(evs)
+		for _, p := range pairs {
+			if n[p] < 5 {
+				t.Errorf("pair %s via %s: %d replies", p, uplinkOf(p), n[p])
+			}
+		}
+		s := m.Stats()
+		for _, ps := range s.Pairs {
+			per := uint64(20 + 8 + icmpNonceLen)
+			if ps.Pair.Local.Is6() {
+				per = 40 + 8 + icmpNonceLen
+			}
+			if ps.Stats.BytesSent != ps.Stats.Sent*per || ps.Stats.SRTT <= 0 || ps.Stats.LastReply.IsZero() {
+				t.Errorf("stats of %s: %+v", ps.Pair, ps.Stats)
+			}
+		}
+		if s.UplinkBytes["c0"] == 0 || s.UplinkBytes["c1"] == 0 {
+			t.Errorf("uplink bytes %v", s.UplinkBytes)
+		}
+	})
+
+	t.Run("unbound control", func(t *testing.T) {
+		// without the device binding the kernel routes 10.201.2.2's probes
+		// via c0 and the router drops them: proof that the binding matters
+		m := NewManager(Options{SocketHook: tp.hook("c"), Logger: testLogger(t), Profiles: prof})
+		defer m.Close()
+		m.Apply(mobike.ActProbeStart{Pair: nsB4, Method: mobike.ProbeICMP})
+		evs := collect(t, m, 10*time.Second, func(evs []mobike.EvProbeResult) bool { return len(evs) >= 5 })
+		if len(evs) < 5 || countOK(evs)[nsB4] != 0 {
+			t.Fatalf("unbound probes: %d events, %d replies", len(evs), countOK(evs)[nsB4])
+		}
+	})
+
+	t.Run("stamp nat", func(t *testing.T) {
+		m := NewManager(Options{SocketHook: tp.hook("c"), Logger: testLogger(t), Profiles: prof, STAMPKey: vecKey})
+		defer m.Close()
+		for _, p := range []mobike.Pair{nsA4, nsB4} {
+			m.Apply(mobike.ActProbeStart{Pair: p, Uplink: uplinkOf(p), Method: mobike.ProbeSTAMP})
+		}
+		nat := map[mobike.Pair]mobike.NATVerdict{}
+		evs := collect(t, m, 10*time.Second, func(evs []mobike.EvProbeResult) bool {
+			ev := evs[len(evs)-1]
+			nat[ev.Pair] = ev.Stats.NAT
+			n := countOK(evs)
+			return n[nsA4] >= 3 && n[nsB4] >= 3 && nat[nsA4] != mobike.NATUnknown && nat[nsB4] != mobike.NATUnknown
+		})
+		if nat[nsA4] != mobike.NATNone || nat[nsB4] != mobike.NATPresent {
+			t.Fatalf("nat verdicts a=%v b=%v (want none, nat) after %d events", nat[nsA4], nat[nsB4], len(evs))
+		}
+	})
+
+	t.Run("stamp unauthenticated v6", func(t *testing.T) {
+		tp2 := tp
+		r := tp2.serveReflectorPort(t, ReflectorOptions{}, 8620)
+		m := NewManager(Options{SocketHook: tp.hook("c"), Logger: testLogger(t), Profiles: prof, STAMPPort: 8620})
+		defer m.Close()
+		for _, p := range []mobike.Pair{nsA6, nsB6} {
+			m.Apply(mobike.ActProbeStart{Pair: p, Uplink: uplinkOf(p), Method: mobike.ProbeSTAMP})
+		}
+		evs := collect(t, m, 10*time.Second, func(evs []mobike.EvProbeResult) bool {
+			n := countOK(evs)
+			return n[nsA6] >= 3 && n[nsB6] >= 3 && evs[len(evs)-1].Stats.NAT == mobike.NATNone
+		})
+		n := countOK(evs)
+		if n[nsA6] < 3 || n[nsB6] < 3 {
+			t.Fatalf("replies %v", n)
+		}
+		for _, ps := range m.Stats().Pairs {
+			if ps.Stats.NAT != mobike.NATNone {
+				t.Errorf("%s: nat %v, want none", ps.Pair, ps.Stats.NAT)
+			}
+		}
+		if r.Stats().Replied == 0 {
+			t.Fatal("reflector counted no replies")
+		}
+	})
+}
+
+// TestNetnsBlackholeDetection: a silent drop of uplink a in the router is
+// reported as 3 consecutive losses within interval × 3 + timeout of the
+// configured profile (plus its jitter). The profile uses a 1 s interval so
+// that the burst's effect (≈ interval + 2 × timeout) is far inside the bound
+// and the real clock only orders events; the exact schedule of the default
+// profile is checked on a virtual clock by TestBlackholeConfirmationBurst.
+func TestNetnsBlackholeDetection(t *testing.T) {
+	tp := newTopo(t, "hp2", false)
+	prof := Profiles{Active: time.Second}.withDefaults()
+	m := NewManager(Options{SocketHook: tp.hook("c"), Logger: testLogger(t), Profiles: prof})
+	defer m.Close()
+	m.Apply(mobike.ActProbeStart{Pair: nsA4, Uplink: "c0", Method: mobike.ProbeICMP, Profile: mobike.ProfileActive})
+	if evs := collect(t, m, 10*time.Second, func(evs []mobike.EvProbeResult) bool { return countOK(evs)[nsA4] >= 3 }); countOK(evs)[nsA4] < 3 {
+		t.Fatalf("no replies before the impairment: %d events", len(evs))
+	}
+	before := time.Now()
+	tp.impair(t, "ip saddr 10.201.1.2 drop")
+	tb := time.Now() // the rule is in place (nft has returned)
+	t.Logf("nft took %v", tb.Sub(before))
+	var consec []int
+	evs := collect(t, m, 10*time.Second, func(evs []mobike.EvProbeResult) bool {
+		ev := evs[len(evs)-1]
+		if !ev.OK {
+			consec = append(consec, ev.Stats.ConsecLost)
+		}
+		return ev.Stats.ConsecLost >= 3
+	})
+	last := evs[len(evs)-1]
+	if last.Stats.ConsecLost < 3 {
+		t.Fatalf("3 consecutive losses never reported (%d events)", len(evs))
+	}
+	if len(consec) < 3 || consec[len(consec)-3] != 1 || consec[len(consec)-2] != 2 {
+		t.Fatalf("loss streak not reported step by step: %v", consec)
+	}
+	took := last.At.Sub(tb)
+	bound := time.Duration(3*float64(prof.Active)*(1+prof.Jitter)) + prof.Timeout
+	t.Logf("blackhole → 3 consecutive losses after %v (bound %v)", took, bound)
+	if took > bound {
+		t.Fatalf("3 consecutive losses after %v, bound interval×3+timeout = %v", took, bound)
+	}
+}
+
+// TestNetnsLoss20: 20 % random loss on uplink a (nftables numgen) is
+// measured as 20 % ± 6 over 300 probes.
+func TestNetnsLoss20(t *testing.T) {
+	tp := newTopo(t, "hp3", false)
+	tp.impair(t, "ip saddr 10.201.1.2 icmp type echo-request numgen random mod 100 < 20 drop")
+	m := NewManager(Options{SocketHook: tp.hook("c"), Logger: testLogger(t), Profiles: Profiles{Active: 5 * time.Millisecond, Timeout: 50 * time.Millisecond}})
+	defer m.Close()
+	m.Apply(mobike.ActProbeStart{Pair: nsA4, Uplink: "c0", Method: mobike.ProbeICMP, Profile: mobike.ProfileActive})
+	evs := collect(t, m, 30*time.Second, func(evs []mobike.EvProbeResult) bool { return len(evs) >= 300 })
+	if len(evs) < 300 {
+		t.Fatalf("only %d results", len(evs))
+	}
+	lost := 0
+	for _, ev := range evs[:300] {
+		if !ev.OK {
+			lost++
+		}
+	}
+	ratio := float64(lost) / 300
+	t.Logf("measured loss %.1f%% over 300 probes (window ratio %.2f)", 100*ratio, evs[299].Stats.LossRatio)
+	if ratio < 0.14 || ratio > 0.26 {
+		t.Fatalf("measured loss %.1f%%, want 20 ± 6", 100*ratio)
+	}
+}

@@ -1,0 +1,114 @@
+package probe
+
+import (
+	"testing"
+	"time"
+
+	"github.com/mobiked/mobiked/mobike"
+)
+
+const ms = time.Millisecond
+
+func TestLossWindow(t *testing.T) {
+	type step struct {
+		lost      bool
+		wantRatio float64
+		wantCons  int
+	}
+	tests := []struct {
+		name   string
+		window int
+		steps  []step
+	}{
+		{"empty window then one loss", 4, []step{{true, 1, 1}}},
+		{"mixed", 4, []step{{false, 0, 0}, {true, 0.5, 1}, {true, 2.0 / 3, 2}, {false, 0.5, 0}}},
+		{"old losses slide out", 3, []step{{true, 1, 1}, {true, 1, 2}, {false, 2.0 / 3, 0}, {false, 1.0 / 3, 0}, {false, 0, 0}}},
+		{"losses replace replies", 2, []step{{false, 0, 0}, {false, 0, 0}, {true, 0.5, 1}, {true, 1, 2}, {true, 1, 3}}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newPathStats(tc.window, 10)
+			for i, st := range tc.steps {
+				if st.lost {
+					s.onLoss()
+				} else {
+					s.onReply(10*ms, time.Unix(int64(i), 0))
+				}
+				ps := s.snapshot()
+				if ps.LossRatio != st.wantRatio || ps.ConsecLost != st.wantCons {
+					t.Fatalf("step %d: loss %v consec %d, want %v %d", i, ps.LossRatio, ps.ConsecLost, st.wantRatio, st.wantCons)
+				}
+			}
+		})
+	}
+}
+
+func TestSRTT(t *testing.T) {
+	// RFC 6298: first sample R: SRTT=R, RTTVAR=R/2; then α=1/8, β=1/4.
+	s := newPathStats(10, 10)
+	s.onReply(100*ms, time.Time{})
+	if s.srtt != 100*ms || s.rttvar != 50*ms {
+		t.Fatalf("first: srtt %v rttvar %v", s.srtt, s.rttvar)
+	}
+	s.onReply(20*ms, time.Time{})
+	// RTTVAR = 3/4·50 + 1/4·|100−20| = 37.5+20 = 57.5; SRTT = 7/8·100 + 1/8·20 = 90
+	if s.srtt != 90*ms || s.rttvar != 57500*time.Microsecond {
+		t.Fatalf("second: srtt %v rttvar %v", s.srtt, s.rttvar)
+	}
+	// jitter J = 0 + (|20−100| − 0)/16 = 5 ms
+	if s.jitter != 5*ms {
+		t.Fatalf("jitter %v", s.jitter)
+	}
+	s.onReply(20*ms, time.Time{})
+	// SRTT = 7/8·90 + 1/8·20 = 81.25; J = 5 + (0−5)/16 = 4.6875
+	if s.srtt != 81250*time.Microsecond || s.jitter != 4687500*time.Nanosecond {
+		t.Fatalf("third: srtt %v jitter %v", s.srtt, s.jitter)
+	}
+}
+
+func TestPercentiles(t *testing.T) {
+	tests := []struct {
+		name     string
+		window   int
+		samples  []time.Duration
+		p50, p95 time.Duration
+	}{
+		{"none", 10, nil, 0, 0},
+		{"one", 10, []time.Duration{7 * ms}, 7 * ms, 7 * ms},
+		{"four", 10, []time.Duration{4 * ms, 1 * ms, 3 * ms, 2 * ms}, 2 * ms, 4 * ms},
+		{"window keeps the last", 3, []time.Duration{100 * ms, 100 * ms, 1 * ms, 2 * ms, 3 * ms}, 2 * ms, 3 * ms},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newPathStats(10, tc.window)
+			for _, r := range tc.samples {
+				s.onReply(r, time.Time{})
+			}
+			ps := s.snapshot()
+			if ps.RTTP50 != tc.p50 || ps.RTTP95 != tc.p95 {
+				t.Fatalf("p50 %v p95 %v, want %v %v", ps.RTTP50, ps.RTTP95, tc.p50, tc.p95)
+			}
+		})
+	}
+	// 1..100 ms: nearest rank p50 = 50, p95 = 95
+	s := newPathStats(100, 100)
+	for i := 100; i >= 1; i-- {
+		s.onReply(time.Duration(i)*ms, time.Time{})
+	}
+	if ps := s.snapshot(); ps.RTTP50 != 50*ms || ps.RTTP95 != 95*ms {
+		t.Fatalf("1..100: p50 %v p95 %v", ps.RTTP50, ps.RTTP95)
+	}
+}
+
+func TestStatsCounters(t *testing.T) {
+	s := newPathStats(10, 10)
+	s.onSent(72)
+	s.onSent(72)
+	s.onReply(time.Millisecond, time.Unix(5, 0))
+	s.onLoss()
+	s.nat = mobike.NATPresent
+	ps := s.snapshot()
+	if ps.Sent != 2 || ps.Received != 1 || ps.BytesSent != 144 || !ps.LastReply.Equal(time.Unix(5, 0)) || ps.NAT != mobike.NATPresent {
+		t.Fatalf("snapshot %+v", ps)
+	}
+}
