@@ -618,7 +618,7 @@ func (c *Controller) onProbe(ev EvProbeResult) {
 	if !ok {
 		return // a late result for a pair that is gone
 	}
-	oldNAT, oldClass, oldMask := p.nat(), p.rttClass, p.slaMask
+	oldNAT, oldClass, oldMask := p.stats.NAT, p.rttClass, p.slaMask
 	p.stats = ev.Stats
 	in, why := classify(ev, c.pol.Path)
 	changed := false
@@ -631,7 +631,7 @@ func (c *Controller) onProbe(ev EvProbeResult) {
 	}
 	p.rttClass = policy.RTTClass(p.rtt())
 	p.slaMask = c.slaMask(p)
-	if changed || p.nat() != oldNAT || p.rttClass != oldClass || p.slaMask != oldMask {
+	if changed || p.stats.NAT != oldNAT || p.rttClass != oldClass || p.slaMask != oldMask {
 		for _, cn := range c.remotes[k.Remote] {
 			c.markDirty(cn)
 		}

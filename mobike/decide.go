@@ -289,7 +289,14 @@ func (c *Controller) rank(cn *conn, cur Pair) *rankResult {
 	var cands []policy.Candidate
 	for _, r := range cn.peers {
 		for _, p := range c.byRemote[r] {
-			cands = append(cands, c.candidate(p, cur))
+			cand := c.candidate(p, cur)
+			// A connection that forbids NAT and probes with a method that
+			// can see one does not move onto a pair before its verdict:
+			// until then the pair counts as NATed.
+			if cn.pol.NAT == policy.NATForbid && natVisible(cn.pol.Method) && p.stats.NAT == NATUnknown {
+				cand.NAT = true
+			}
+			cands = append(cands, cand)
 		}
 	}
 	rr := &rankResult{ranked: c.ranker.Rank(cn.pol, cands), winner: -1}
@@ -320,6 +327,9 @@ func (c *Controller) rank(cn *conn, cur Pair) *rankResult {
 	c.rankCache[key] = rr
 	return rr
 }
+
+// natVisible: probes of method m report a NAT verdict (ICMP echo cannot).
+func natVisible(m policy.Method) bool { return m == policy.MethodSTAMP || m == policy.MethodIKE }
 
 func (c *Controller) candidate(p *pair, cur Pair) policy.Candidate {
 	return policy.Candidate{
@@ -415,10 +425,11 @@ func (c *Controller) alert(cn *conn, sev Severity, reason, msg string) {
 func (c *Controller) clearAlert(cn *conn, reason string) { delete(cn.alerts, reason) }
 
 // freshWinner picks the target of a forced move. A candidate on the same
-// uplink as the failed current pair may share its fault, so it is suspect
-// until it has answered after the current pair's last reply (a standby pair
-// probed once a second may not have noticed the outage yet); such candidates
-// rank behind every eligible pair with fresher evidence.
+// uplink as the failed current pair, or towards the same peer address, may
+// share its fault, so it is suspect until it has answered after the current
+// pair's last reply (a standby pair probed once a second may not have
+// noticed the outage yet); such candidates rank behind every eligible pair
+// with fresher evidence.
 func (c *Controller) freshWinner(ranked []policy.Ranked, winner int, cur Pair) int {
 	cp := c.pairs[cur]
 	if cp == nil {
@@ -430,7 +441,7 @@ func (c *Controller) freshWinner(ranked []policy.Ranked, winner int, cur Pair) i
 			continue
 		}
 		if p := c.pairs[Pair{Local: r.Local, Remote: r.Remote}]; p == nil ||
-			p.linkIdx == cp.linkIdx && !p.stats.LastReply.After(cp.stats.LastReply) {
+			(p.linkIdx == cp.linkIdx || p.p.Remote == cur.Remote) && !p.stats.LastReply.After(cp.stats.LastReply) {
 			continue
 		}
 		return i

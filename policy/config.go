@@ -210,7 +210,9 @@ type ConnConfig struct {
 	HoldDown time.Duration
 	// MoveBudget bounds moves per window.
 	MoveBudget MoveBudget
-	// Probe is how pairs are tested: MethodICMP (default) or MethodSTAMP.
+	// Probe is how pairs are tested: MethodICMP (default), MethodSTAMP or
+	// MethodIKE (an IKE_SA_INIT to the peer's port 500; each probe leaves a
+	// half-open IKE_SA on the peer until it times out there).
 	Probe Method
 }
 
@@ -538,7 +540,7 @@ func (c *Config) validateConn(v *validator, f string, p ConnConfig, uplinkIDs ma
 	if p.MoveBudget.Window <= 0 {
 		v.addf(f+".move_budget.window", "move budget window must be positive, got %s", p.MoveBudget.Window)
 	}
-	if p.Probe > MethodSTAMP { // MethodDefault is icmp; ike is not offered yet
+	if p.Probe > MethodIKE { // MethodDefault is icmp
 		v.addf(f+".probe", "unknown probe method %s", p.Probe)
 	}
 }

@@ -563,8 +563,10 @@ func (d *decoder) conn(n *yaml.Node, field string, p *ConnConfig) {
 					p.Probe = MethodICMP
 				case "stamp":
 					p.Probe = MethodSTAMP
+				case "ike":
+					p.Probe = MethodIKE
 				default:
-					d.addf(v, f, "unknown probe method %q (want icmp or stamp)", s)
+					d.addf(v, f, "unknown probe method %q (want icmp, stamp or ike)", s)
 				}
 			}
 		},

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"time"
 
@@ -98,6 +99,9 @@ func blackholeRun(ctx context.Context, o lab.Options, wait time.Duration, stdout
 	impairAt := time.Since(start)
 	fmt.Fprintf(stdout, "blackholed uplink a at t=%.2fs; watching for %s\n", impairAt.Seconds(), wait)
 	p := <-done
+	if o.Controller {
+		printDecisions(stdout, l.MobikedLog())
+	}
 	res := runResult{ping: p.res, impairAt: impairAt}
 	// Recovered = replies came back after the impairment.
 	var prev time.Duration
@@ -145,4 +149,32 @@ func printTimeline(w io.Writer, p lab.PingResult, impairAt, interval time.Durati
 		fmt.Fprintf(w, "  t=%3ds %s %-40s %3d/%d\n", i, mark, bar, n, per)
 	}
 	fmt.Fprintf(w, "  (X = impairment; sent %d, received %d, longest gap %.2fs)\n", p.Sent, p.Received, p.LongestGap.Seconds())
+}
+
+// printDecisions shows mobiked's decisions of the run (its trace lines about
+// pairs going down and SAs being steered and moved) from its log.
+func printDecisions(w io.Writer, logPath string) {
+	b, err := os.ReadFile(logPath)
+	if err != nil {
+		return
+	}
+	fmt.Fprintln(w, "mobiked decisions:")
+	for _, line := range strings.Split(string(b), "\n") {
+		if !strings.Contains(line, "trace=") {
+			continue
+		}
+		keep := false
+		for _, k := range []string{"msg=SteerRequested", "msg=SteerConfirmed", "msg=SteerFailed", "msg=SAMoved", "-> down", "msg=NoPath"} {
+			keep = keep || strings.Contains(line, k)
+		}
+		if !keep {
+			continue
+		}
+		ts := ""
+		if i := strings.Index(line, "time="); i >= 0 && len(line) > i+28 {
+			ts = line[i+16 : i+28]
+		}
+		tr := line[strings.Index(line, "trace=")+6:]
+		fmt.Fprintf(w, "  %s %s\n", ts, strings.Trim(tr, `"`))
+	}
 }

@@ -30,6 +30,8 @@ commands:
   ping [--count N] [--interval 10ms]                 tunnel ping from mn's virtual IP to 10.9.0.1
   exec NODE -- CMD...                                run CMD in NAME-NODE (mn, r, gw) with its strongswan.conf
   demo                                               show charon alone against a silent blackhole
+  bench [--runs N] [--scenario NAME ...] [--json FILE] [--svg DIR] [--sas N] [--modes charon,mobiked]
+        [--mobiked-config FILE] [--logs DIR]         measure charon alone vs charon + mobiked (docs/BENCHMARKS.md)
 every command accepts --name NAME (default mlab)
 `
 
@@ -64,6 +66,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdExec(ctx, rest, stdout, stderr)
 	case "demo":
 		err = cmdDemo(ctx, rest, stdout, stderr)
+	case "bench":
+		err = cmdBench(ctx, rest, stdout, stderr)
 	default:
 		fmt.Fprintf(stderr, "mobike-lab: unknown command %q\n\n%s", cmd, usage)
 		return 2

@@ -18,6 +18,7 @@ import (
 	"github.com/mobiked/mobiked/mobike/runloop"
 	"github.com/mobiked/mobiked/monitor"
 	"github.com/mobiked/mobiked/monitor/probe"
+	"github.com/mobiked/mobiked/monitor/probe/ike"
 	"github.com/mobiked/mobiked/policy"
 	"github.com/mobiked/mobiked/vici"
 	"github.com/mobiked/mobiked/vici/steer"
@@ -37,6 +38,8 @@ type daemon struct {
 	charon  *vici.Client
 	steerer *steer.Steerer
 	metrics *daemonMetrics
+	// reflector answers peers' STAMP probes; nil when reflector.listen is unset.
+	reflector *reflectorServer
 
 	trace *traceRing
 
@@ -102,11 +105,24 @@ func newDaemon(f flags, cfg *policy.Config, log *slog.Logger) (*daemon, error) {
 	if err != nil {
 		return nil, fmt.Errorf("monitor: %w", err)
 	}
-	var key []byte
-	if k, ok := cfg.Reflector.KeyHex(); ok {
-		key = k
+	key, err := stampKey(cfg.Reflector)
+	if err != nil {
+		return nil, err
 	}
-	d.probes = probe.NewManager(probe.Options{Logger: log.With("component", "probe"), STAMPKey: key, Profiles: probeProfiles(cfg)})
+	if cfg.Reflector.Listen.IsValid() {
+		d.reflector, err = listenReflector(cfg.Reflector.Listen, key, log.With("component", "stamp-reflector"))
+		if err != nil {
+			return nil, err
+		}
+	}
+	d.probes = probe.NewManager(probe.Options{
+		Logger:   log.With("component", "probe"),
+		STAMPKey: key,
+		Profiles: probeProfiles(cfg),
+		Transports: map[mobike.ProbeMethod]probe.Transport{
+			mobike.ProbeIKE: probe.NewFuncTransport(ikeProbe, nil, ike.DefaultTimeout),
+		},
+	})
 	d.charon = vici.New(vici.Options{Socket: f.viciSocket, Logger: log.With("component", "vici")})
 	d.core = mobike.New(mobike.Config{Policy: cfg.Settings()})
 	d.metrics = newDaemonMetrics()
@@ -130,6 +146,10 @@ func (d *daemon) run(ctx context.Context) error {
 	}
 	goRun("monitor", d.mon.Run)
 	goRun("vici", d.charon.Run)
+	if d.reflector != nil {
+		goRun("stamp reflector", d.reflector.serve)
+		d.log.Info("stamp reflector listening", "addr", d.cfg.Reflector.Listen.String(), "authenticated", d.cfg.Reflector.Key != "")
+	}
 	for _, ch := range []<-chan mobike.Event{d.mon.Events(), d.charon.Events(), d.probes.Events()} {
 		wg.Add(1)
 		go func() { defer wg.Done(); d.loop.Source(ctx, ch) }()
@@ -202,6 +222,7 @@ func (d *daemon) reload(ctx context.Context) {
 func (d *daemon) Execute(ctx context.Context, now time.Time, a mobike.Action) []mobike.Event {
 	switch a := a.(type) {
 	case mobike.ActProbeStart, mobike.ActProbeStop:
+		d.metrics.probes.absorb(d.probes.Stats()) // before a prober goes away
 		if err := d.probes.Apply(a); err != nil {
 			d.log.Warn("probe action failed", "action", fmt.Sprintf("%T", a), "err", err)
 		}
@@ -232,12 +253,13 @@ func (d *daemon) Execute(ctx context.Context, now time.Time, a mobike.Action) []
 func (d *daemon) observe(now time.Time, ev mobike.Event, _ []mobike.Action) {
 	switch e := ev.(type) {
 	case mobike.EvNetState:
-		d.metrics.netlinkEvents.Add(1)
 		d.syncUplinks(e.State)
 	case mobike.EvCharon:
 		d.metrics.setViciUp(e.Up)
 	case mobike.EvProbeResult:
-		// per-probe results are summarised by the prober's stats
+		if !e.OK {
+			d.metrics.probes.lost(e.Pair)
+		}
 	}
 	for _, o := range d.core.TakeTrace() {
 		text := o.String()

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -17,24 +18,25 @@ import (
 
 	"github.com/mobiked/mobiked/mobike"
 	"github.com/mobiked/mobiked/monitor/metrics"
+	"github.com/mobiked/mobiked/monitor/probe"
 )
 
 // daemonMetrics derives counters from the core's trace; state metrics are
 // read at scrape time from a snapshot the loop publishes.
 type daemonMetrics struct {
-	netlinkEvents atomic.Int64
-	viciUp        atomic.Bool
-	m             *metrics.Metrics
-	reg           *prometheus.Registry
+	viciUp atomic.Bool
+	m      *metrics.Metrics
+	reg    *prometheus.Registry
 
 	mu   sync.Mutex // guards snap
 	snap metrics.Snapshot
 
-	probeSeen map[mobike.Pair]uint64 // loop: probes already counted per pair
+	probes      *probeAccount // loop
+	netlinkSeen uint64        // loop: monitor reads already counted
 }
 
 func newDaemonMetrics() *daemonMetrics {
-	return &daemonMetrics{probeSeen: map[mobike.Pair]uint64{}}
+	return &daemonMetrics{probes: newProbeAccount()}
 }
 
 func (dm *daemonMetrics) setViciUp(up bool) { dm.viciUp.Store(up) }
@@ -88,6 +90,13 @@ func (dm *daemonMetrics) observe(now time.Time, o mobike.Observation, d *daemon)
 				}
 			}
 		}
+	case mobike.SAMoved:
+		// charon moved the SA itself after the steer was given up as
+		// unconfirmed: the failover still ended here (ike-update).
+		if t, ok := d.forcedAt[o.Conn]; ok && !o.Steered && o.To != o.From {
+			dm.m.ObserveFailover(now.Sub(t))
+			delete(d.forcedAt, o.Conn)
+		}
 	case mobike.SteerConfirmed:
 		if t, ok := d.forcedAt[o.Conn]; ok {
 			dm.m.ObserveFailover(now.Sub(t))
@@ -98,7 +107,9 @@ func (dm *daemonMetrics) observe(now time.Time, o mobike.Observation, d *daemon)
 	}
 }
 
-// publish refreshes the scrape snapshot from the core (loop goroutine).
+// publish refreshes the scrape snapshot from the core, and the probe and
+// netlink counters from the prober's and the monitor's totals (loop
+// goroutine, every second).
 func (dm *daemonMetrics) publish(st mobike.State, d *daemon) {
 	if dm.m == nil {
 		return
@@ -139,24 +150,12 @@ func (dm *daemonMetrics) publish(st mobike.State, d *daemon) {
 	for _, sa := range st.SAs {
 		s.SAs = append(s.SAs, metrics.SA{Conn: sa.Conn, Uplink: uplinkOf[sa.Pair.Local]})
 	}
-	// Probe counters from the prober's cumulative stats.
-	for _, p := range st.Pairs {
-		prev := dm.probeSeen[p.Pair]
-		if p.Stats.Sent > prev {
-			n := p.Stats.Sent - prev
-			lostNow := uint64(0)
-			if p.Stats.Sent > 0 {
-				lostNow = uint64(math.Round(float64(n) * p.Stats.LossRatio))
-			}
-			per := 0
-			if p.Stats.Sent > 0 {
-				per = int(p.Stats.BytesSent / p.Stats.Sent)
-			}
-			for i := uint64(0); i < n; i++ {
-				dm.m.ObserveProbe(p.Uplink, per, i < lostNow)
-			}
-			dm.probeSeen[p.Pair] = p.Stats.Sent
-		}
+	dm.probes.absorb(d.probes.Stats())
+	dm.probes.flush(dm.m.ObserveProbe)
+	// Each read of the kernel's state is triggered by netlink messages (a
+	// burst is folded into one read) or, without a subscription, by polling.
+	for n := d.mon.Stats().Reads; dm.netlinkSeen < n; dm.netlinkSeen++ {
+		dm.m.ObserveNetlinkEvent()
 	}
 	dm.mu.Lock()
 	dm.snap = s
@@ -207,3 +206,100 @@ func (d *daemon) serveMetrics(ctx context.Context, addr netip.AddrPort) (*http.S
 }
 
 const version = "0.1.0-dev"
+
+// probeTotals are cumulative probe counts of one uplink.
+type probeTotals struct{ sent, lost, bytes uint64 }
+
+// probeAccount turns the prober's cumulative totals into the per-uplink probe
+// counters, exactly: sent from each prober's Sent (a prober that is replaced
+// starts again at 0), bytes from the Manager's per-uplink octets, lost from
+// the timed-out results the loop saw. It runs on the loop goroutine.
+type probeAccount struct {
+	pairSent    map[mobike.Pair]uint64 // Sent of each running prober at the last look
+	pairUplink  map[mobike.Pair]string
+	lostPending map[mobike.Pair]uint64 // lost results not yet given an uplink
+	target      map[string]*probeTotals
+	counted     map[string]*probeTotals // what the counters already show
+}
+
+func newProbeAccount() *probeAccount {
+	return &probeAccount{
+		pairSent: map[mobike.Pair]uint64{}, pairUplink: map[mobike.Pair]string{},
+		lostPending: map[mobike.Pair]uint64{},
+		target:      map[string]*probeTotals{}, counted: map[string]*probeTotals{},
+	}
+}
+
+func (a *probeAccount) totals(m map[string]*probeTotals, uplink string) *probeTotals {
+	t := m[uplink]
+	if t == nil {
+		t = &probeTotals{}
+		m[uplink] = t
+	}
+	return t
+}
+
+// lost records one timed-out probe of pair.
+func (a *probeAccount) lost(pair mobike.Pair) { a.lostPending[pair]++ }
+
+// absorb takes the prober's state. Call it at every publish and before
+// starting or stopping a prober, so that nothing a stopped prober sent is
+// missed.
+func (a *probeAccount) absorb(s probe.Snapshot) {
+	running := make(map[mobike.Pair]bool, len(s.Pairs))
+	for _, ps := range s.Pairs {
+		running[ps.Pair] = true
+		a.pairUplink[ps.Pair] = ps.Uplink
+		prev := a.pairSent[ps.Pair]
+		if ps.Stats.Sent < prev { // a new prober for the pair
+			prev = 0
+		}
+		a.totals(a.target, ps.Uplink).sent += ps.Stats.Sent - prev
+		a.pairSent[ps.Pair] = ps.Stats.Sent
+	}
+	for up, b := range s.UplinkBytes {
+		a.totals(a.target, up).bytes = b
+	}
+	for pair, n := range a.lostPending {
+		if up, ok := a.pairUplink[pair]; ok {
+			a.totals(a.target, up).lost += n
+		}
+		delete(a.lostPending, pair) // a pair never seen running is not counted
+	}
+	for pair := range a.pairSent {
+		if !running[pair] {
+			delete(a.pairSent, pair)
+			delete(a.pairUplink, pair)
+		}
+	}
+}
+
+// flush brings the counters up to the totals through observe (one call per
+// probe, as metrics.ObserveProbe wants). A loss counted before its probe's
+// send was seen waits for the next flush, so lost never exceeds sent.
+func (a *probeAccount) flush(observe func(uplink string, bytes int, lost bool)) {
+	ups := make([]string, 0, len(a.target))
+	for up := range a.target {
+		ups = append(ups, up)
+	}
+	slices.Sort(ups)
+	for _, up := range ups {
+		t, c := a.target[up], a.totals(a.counted, up)
+		if t.sent <= c.sent {
+			continue
+		}
+		ds := t.sent - c.sent
+		dl := min(t.lost-c.lost, ds)
+		db := t.bytes - c.bytes
+		for i := range ds {
+			b := 0
+			if i == 0 {
+				b = int(db)
+			}
+			observe(up, b, i < dl)
+		}
+		c.sent += ds
+		c.lost += dl
+		c.bytes += db
+	}
+}

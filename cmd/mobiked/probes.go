@@ -1,0 +1,89 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"strings"
+
+	"github.com/mobiked/mobiked/monitor/probe"
+	"github.com/mobiked/mobiked/monitor/probe/ike"
+	"github.com/mobiked/mobiked/policy"
+)
+
+// ikePort is the peer port IKE probes go to (IKE_SA_INIT, RFC 7296 §2.11).
+const ikePort = 500
+
+// stampKey returns the STAMP HMAC key of the config (hex in the config, or
+// the hex contents of an absolute file path); nil = unauthenticated mode.
+// The key file is read once, at start.
+func stampKey(r policy.Reflector) ([]byte, error) {
+	if k, ok := r.KeyHex(); ok {
+		return k, nil
+	}
+	path, ok := r.KeyFile()
+	if !ok {
+		return nil, nil
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("stamp key: %w", err)
+	}
+	k, ok := policy.Reflector{Key: strings.TrimSpace(string(data))}.KeyHex()
+	if !ok {
+		return nil, fmt.Errorf("stamp key: %s: not hex digits", path)
+	}
+	if len(k) < 16 {
+		return nil, fmt.Errorf("stamp key: %s: %d bytes, need at least 16", path, len(k))
+	}
+	return k, nil
+}
+
+// ikeProbe is the probe.ProbeFunc of the IKE method: one IKE_SA_INIT from
+// the pair's local address (ephemeral port) through its uplink to the peer's
+// port 500. A peer that answers, even with an error notify, is reachable.
+func ikeProbe(ctx context.Context, p probe.Path) (probe.Outcome, error) {
+	res, err := ike.Probe(ctx, ike.Config{
+		Local:  netip.AddrPortFrom(p.Pair.Local, 0),
+		Device: p.Uplink,
+		Remote: netip.AddrPortFrom(p.Pair.Remote, ikePort),
+	})
+	if err != nil {
+		return probe.Outcome{}, err
+	}
+	return probe.Outcome{OK: res.Reachable, RTT: res.RTT, NAT: res.NAT}, nil
+}
+
+// reflectorServer is a started STAMP reflector.
+type reflectorServer struct {
+	r    *probe.Reflector
+	conn net.PacketConn
+}
+
+// listenReflector binds the STAMP reflector's socket, so that a bad address
+// or a port in use fails the start; serve answers on it.
+func listenReflector(addr netip.AddrPort, key []byte, log *slog.Logger) (*reflectorServer, error) {
+	r, err := probe.NewReflector(probe.ReflectorOptions{Logger: log, Key: key})
+	if err != nil {
+		return nil, err
+	}
+	c, err := net.ListenPacket("udp", addr.String())
+	if err != nil {
+		return nil, fmt.Errorf("stamp reflector: listen %s: %w", addr, err)
+	}
+	return &reflectorServer{r: r, conn: c}, nil
+}
+
+// serve answers until ctx is done, then closes the socket and returns nil.
+func (s *reflectorServer) serve(ctx context.Context) error {
+	defer s.conn.Close()
+	err := s.r.Serve(ctx, s.conn)
+	if ctx.Err() != nil && (err == nil || errors.Is(err, ctx.Err())) {
+		return nil
+	}
+	return err
+}

@@ -1,0 +1,76 @@
+package mobike
+
+import (
+	"net/netip"
+	"testing"
+
+	"github.com/mobiked/mobiked/policy"
+)
+
+// A connection that forbids NAT and probes with STAMP does not move onto a
+// pair whose NAT verdict has not arrived yet; once the verdict says no NAT,
+// it moves.
+func TestNATForbidWaitsForVerdict(t *testing.T) {
+	pol := policy.Settings{Conns: []policy.ConnPolicy{{Name: "office", NAT: policy.NATForbid, Method: policy.MethodSTAMP, HoldDown: policy.NoHoldDown}}}
+	c := setup(t, pol, true)
+	unknown := good(pWlan, at(0.5))
+	unknown.Stats.NAT = NATUnknown
+	c.Step(at(0.5), unknown)
+	acts := c.Step(at(2), lost(pEth, at(2), 3))
+	for _, a := range acts {
+		if st, ok := a.(ActSteer); ok {
+			t.Fatalf("steered onto %s with an unknown NAT verdict: %s", st.Pair, kinds(acts))
+		}
+	}
+	if got := kinds(acts); got != "alert nat-forbidden" {
+		t.Errorf("got %q, want the nat-forbidden alert", got)
+	}
+	acts = c.Step(at(2.5), good(pWlan, at(2.5))) // verdict: no NAT
+	if got, want := kinds(acts), "start 10.2.0.2->10.3.0.2 active; steer office 10.2.0.2->10.3.0.2"; got != want {
+		t.Fatalf("after the verdict: got %q, want %q", got, want)
+	}
+}
+
+// With ICMP probes no verdict ever comes: nat: forbid cannot hold a move.
+func TestNATForbidICMPMovesWithoutVerdict(t *testing.T) {
+	pol := policy.Settings{Conns: []policy.ConnPolicy{{Name: "office", NAT: policy.NATForbid, Method: policy.MethodICMP, HoldDown: policy.NoHoldDown}}}
+	c := setup(t, pol, true)
+	unknown := good(pWlan, at(0.5))
+	unknown.Stats.NAT = NATUnknown
+	c.Step(at(0.5), unknown)
+	acts := c.Step(at(2), lost(pEth, at(2), 3))
+	if got, want := kinds(acts), "start 10.2.0.2->10.3.0.2 active; steer office 10.2.0.2->10.3.0.2"; got != want {
+		t.Fatalf("got %q, want %q", got, want)
+	}
+}
+
+// A forced move avoids candidates that share the failed pair's uplink or its
+// peer address and have not answered since the current pair last did: when
+// the gateway's address in use dies, a standby pair on the other uplink to
+// that same address is no better evidence than the current pair.
+func TestForcedMoveAvoidsStaleSameRemote(t *testing.T) {
+	gw2 := ip("10.4.0.2")
+	c := New(Config{Policy: policy.Settings{}})
+	c.Step(at(0), EvNetState{State: laptopNet(), Reasons: []NetReason{NetResync}})
+	c.Step(at(0), EvConns{Conns: []Conn{{Name: "office", RemoteAddrs: []netip.Addr{pEth.Remote, gw2}}}})
+	c.Step(at(0), EvSAList{SAs: []SA{sa(1, pEth, true)}})
+	ethGW2 := Pair{Local: pEth.Local, Remote: gw2}
+	wlanGW2 := Pair{Local: pWlan.Local, Remote: gw2}
+	for _, p := range []Pair{pWlan, ethGW2, wlanGW2} {
+		c.Step(at(0.5), good(p, at(0.5)))
+	}
+	c.Step(at(1), good(pEth, at(1)))
+	c.TakeTrace()
+	dead := lost(pEth, at(2), 3)
+	dead.Stats.LastReply = at(1)
+	acts := c.Step(at(2), dead)
+	var steer *ActSteer
+	for _, a := range acts {
+		if s, ok := a.(ActSteer); ok {
+			steer = &s
+		}
+	}
+	if steer == nil || steer.Pair != wlanGW2 {
+		t.Fatalf("got %s, want a steer to %s (shares neither uplink nor peer address)", kinds(acts), wlanGW2)
+	}
+}
