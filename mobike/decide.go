@@ -342,6 +342,7 @@ func (c *Controller) candidate(p *pair, cur Pair) policy.Candidate {
 		Loss:       p.stats.LossRatio,
 		RTT:        p.rtt(),
 		Current:    p.p == cur,
+		CurrentIs4: cur.Remote.Is4(),
 	}
 }
 

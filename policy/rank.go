@@ -90,12 +90,7 @@ func (DefaultRanker) Rank(conn ConnPolicy, cands []Candidate) []Ranked {
 			out[i].Eligible = true
 		}
 	}
-	v6 := true // preferred family: the current pair's, else IPv6
-	for _, c := range cands {
-		if c.Current {
-			v6 = c.Remote.Is6()
-		}
-	}
+	v6 := preferV6(cands)
 	slices.SortFunc(out, func(a, b Ranked) int {
 		r, _ := compare(&a, &b, v6)
 		return r
@@ -113,6 +108,19 @@ func (DefaultRanker) Rank(conn ConnPolicy, cands []Candidate) []Ranked {
 		out[i].Reason = "below #" + fmt.Sprint(i) + " on " + explainKey(key, &out[i-1], &out[i])
 	}
 	return out
+}
+
+// preferV6 is the preferred address family: the current pair's, else IPv6.
+func preferV6(cands []Candidate) bool {
+	for _, c := range cands {
+		if c.Current {
+			return c.Remote.Is6()
+		}
+		if c.CurrentIs4 {
+			return false
+		}
+	}
+	return true
 }
 
 // compare orders a before b (<0) when a ranks better, naming the deciding

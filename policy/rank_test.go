@@ -69,6 +69,14 @@ func TestRankTable(t *testing.T) {
 			"n:10.7.0.2>10.3.0.2 m:10.8.0.2>10.3.0.2 wlan0:10.2.0.2>10.3.0.2", []bool{true, true, true}},
 		{"ipv6 first", conn, []Candidate{eth, cand("2001:db8::2", "2001:db8:3::2", "eth0", PriorityEthernet, true)},
 			"eth0:2001:db8::2>2001:db8:3::2 eth0:10.1.0.2>10.3.0.2", []bool{true, true}},
+		{"current family kept when the current pair is gone", conn, []Candidate{
+			func() Candidate {
+				c := cand("2001:db8::2", "2001:db8:3::2", "eth0", PriorityEthernet, true)
+				c.CurrentIs4 = true
+				return c
+			}(),
+			func() Candidate { c := eth; c.CurrentIs4 = true; return c }()},
+			"eth0:10.1.0.2>10.3.0.2 eth0:2001:db8::2>2001:db8:3::2", []bool{true, true}},
 		{"current wins ties", conn, []Candidate{eth, func() Candidate { c := eth; c.Remote = netip.MustParseAddr("10.4.0.2"); c.Current = true; return c }()},
 			"eth0:10.1.0.2>10.4.0.2 eth0:10.1.0.2>10.3.0.2", []bool{true, true}},
 		{"deprecated after fresh", conn, []Candidate{func() Candidate { c := eth; c.Deprecated = true; c.Current = true; return c }(),
@@ -154,6 +162,11 @@ func slowRank(conn ConnPolicy, cands []Candidate) []Ranked {
 	}
 	v6 := true
 	for _, c := range cands {
+		if c.CurrentIs4 {
+			v6 = false
+		}
+	}
+	for _, c := range cands {
 		if c.Current {
 			v6 = c.Remote.Is6()
 		}
@@ -236,8 +249,16 @@ func TestRankDifferential(t *testing.T) {
 			}
 			cs = append(cs, c)
 		}
+		// The current pair's family is known to every candidate (as the
+		// core sets it), also when the current pair is not a candidate.
+		cur4 := rng.IntN(3) == 0
 		if len(cs) > 0 && rng.IntN(2) == 0 {
-			cs[rng.IntN(len(cs))].Current = true
+			i := rng.IntN(len(cs))
+			cs[i].Current = true
+			cur4 = cs[i].Remote.Is4()
+		}
+		for i := range cs {
+			cs[i].CurrentIs4 = cur4
 		}
 		got := DefaultRanker{}.Rank(conn, cs)
 		want := slowRank(conn, cs)

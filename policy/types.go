@@ -382,6 +382,10 @@ type Candidate struct {
 	// Current: the connection's SAs are on this pair now. Among otherwise
 	// equal candidates the current one wins (no move for nothing).
 	Current bool
+	// CurrentIs4: the connection's SAs are on an IPv4 pair now, even when
+	// that pair is no longer a candidate (its link went away): the ranking
+	// keeps the SA's address family rather than preferring IPv6.
+	CurrentIs4 bool
 }
 
 // Ranked is a candidate with its place in the ranking.

@@ -273,30 +273,54 @@ func (d *daemon) observe(now time.Time, ev mobike.Event, _ []mobike.Action) {
 	}
 }
 
-// syncUplinks tells the steerer each uplink's addresses and gateways (source
-// rules and per-uplink tables), when they changed.
-func (d *daemon) syncUplinks(ns mobike.NetState) {
+// uplinksFor derives the steerer's uplinks from the network state: links that
+// are up, with the available addresses of each family that has a default
+// route on that link (a gateway, or a point-to-point default without one).
+// A link that is down, or a family without a default route (e.g. right after
+// a link comes back, before its gateway is restored), gets no uplink table
+// and no source rule: an on-link default route there would black-hole the
+// probes and charon's packets from that address.
+func uplinksFor(ns mobike.NetState) []steer.Uplink {
 	var ups []steer.Uplink
 	for _, l := range ns.Links {
+		if !l.Up {
+			continue
+		}
 		u := steer.Uplink{Name: l.Name, LinkIdx: l.Index}
-		for _, a := range ns.Addrs {
-			if a.LinkIdx == l.Index && monitor.Available(a) {
-				u.Local = append(u.Local, a.Prefix.Addr())
+		fam := map[bool]bool{} // is4 -> has a default route
+		p2p := false
+		for _, g := range ns.Gateways {
+			if g.LinkIdx != l.Index {
+				continue
+			}
+			if !g.Via.IsValid() {
+				p2p = true
+				continue
+			}
+			if !fam[g.Via.Is4()] {
+				fam[g.Via.Is4()] = true
+				u.Gateways = append(u.Gateways, g.Via)
 			}
 		}
-		seen := map[bool]bool{}
-		for _, g := range ns.Gateways {
-			if g.LinkIdx == l.Index && g.Via.IsValid() && !seen[g.Via.Is4()] {
-				seen[g.Via.Is4()] = true
-				u.Gateways = append(u.Gateways, g.Via)
+		for _, a := range ns.Addrs {
+			if a.LinkIdx == l.Index && monitor.Available(a) && (p2p || fam[a.Prefix.Addr().Is4()]) {
+				u.Local = append(u.Local, a.Prefix.Addr())
 			}
 		}
 		if len(u.Local) == 0 {
 			continue
 		}
 		slices.SortFunc(u.Local, netip.Addr.Compare)
+		slices.SortFunc(u.Gateways, netip.Addr.Compare)
 		ups = append(ups, u)
 	}
+	return ups
+}
+
+// syncUplinks tells the steerer each uplink's addresses and gateways (source
+// rules and per-uplink tables), when they changed.
+func (d *daemon) syncUplinks(ns mobike.NetState) {
+	ups := uplinksFor(ns)
 	key := fmt.Sprint(ups)
 	if key == d.uplinksKey {
 		return
@@ -305,5 +329,6 @@ func (d *daemon) syncUplinks(ns mobike.NetState) {
 		d.log.Error("set uplinks", "err", err)
 		return
 	}
+	d.log.Debug("uplinks", "uplinks", key)
 	d.uplinksKey = key
 }
