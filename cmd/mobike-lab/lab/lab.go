@@ -363,15 +363,18 @@ func (l *Lab) buildTopology(ctx context.Context) error {
 	}
 	cmds := map[string][]string{}
 	add := func(node, c string) { cmds[node] = append(cmds[node], c) }
-	for _, lk := range links {
-		if _, err := run(ctx, "ip", "-n", l.NS(lk.a), "link", "add", lk.aIf, "type", "veth", "peer", "name", lk.bIf, "netns", l.NS(lk.b)); err != nil {
+	for _, n := range Nodes {
+		// No DAD: addresses must be usable at once in the lab. Set before
+		// the links exist, so that they inherit it (link-local addresses
+		// included: a tentative link-local address delays neighbour
+		// discovery, and with it the first IPv6 packets, by 1–2 s).
+		if _, err := l.nsRun(ctx, n, "sysctl", "-q", "-w", "net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0",
+			"net.ipv6.conf.all.keep_addr_on_down=1", "net.ipv6.conf.default.keep_addr_on_down=1"); err != nil {
 			return err
 		}
 	}
-	for _, n := range Nodes {
-		// No DAD: addresses must be usable at once in the lab.
-		if _, err := l.nsRun(ctx, n, "sysctl", "-q", "-w", "net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0",
-			"net.ipv6.conf.all.keep_addr_on_down=1", "net.ipv6.conf.default.keep_addr_on_down=1"); err != nil {
+	for _, lk := range links {
+		if _, err := run(ctx, "ip", "-n", l.NS(lk.a), "link", "add", lk.aIf, "type", "veth", "peer", "name", lk.bIf, "netns", l.NS(lk.b)); err != nil {
 			return err
 		}
 	}
