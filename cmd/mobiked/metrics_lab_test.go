@@ -4,9 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"net"
-	"net/http"
 	"os/exec"
 	"strings"
 	"testing"
@@ -26,38 +24,8 @@ import (
 // metricsLabReflector is where the lab's mobiked runs its STAMP reflector (mn).
 const metricsLabReflector = "127.0.0.1:8620"
 
-// scrape GETs mobiked's /metrics inside mn. The TCP socket is dialled on the
-// thread that InNetNS switched into mn (http.Transport would dial on another
-// goroutine, i.e. in the host namespace) and handed to a one-shot client.
-func scrape(ctx context.Context, l *lab.Lab) ([]byte, error) {
-	var body []byte
-	err := lab.InNetNS(l.NS("mn"), func() error {
-		conn, err := (&net.Dialer{Timeout: 2 * time.Second}).DialContext(ctx, "tcp", "127.0.0.1:9816")
-		if err != nil {
-			return err
-		}
-		tr := &http.Transport{DisableKeepAlives: true,
-			DialContext: func(context.Context, string, string) (net.Conn, error) { return conn, nil }}
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://127.0.0.1:9816/metrics", nil)
-		if err != nil {
-			return err
-		}
-		resp, err := (&http.Client{Transport: tr, Timeout: 5 * time.Second}).Do(req)
-		if err != nil {
-			return err
-		}
-		defer resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("status %s", resp.Status)
-		}
-		body, err = io.ReadAll(resp.Body)
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("scrape: %w", err)
-	}
-	return body, nil
-}
+// scrape GETs mobiked's /metrics inside mn.
+func scrape(ctx context.Context, l *lab.Lab) ([]byte, error) { return l.MobikedMetrics(ctx) }
 
 type families map[string]*dto.MetricFamily
 

@@ -283,13 +283,13 @@ func (l *Lab) InitiateAll(ctx context.Context, conns []string) error {
 	return nil
 }
 
-// MobikedMetric sums the samples of one metric family (all label sets) from
-// mobiked's metrics endpoint inside mn.
-func (l *Lab) MobikedMetric(ctx context.Context, family string) (float64, error) {
+// MobikedMetrics returns the text exposition of mobiked's metrics endpoint
+// inside mn. The TCP socket is dialled on the thread that InNetNS switched
+// into mn (http.Transport would dial on another goroutine, i.e. in the host
+// namespace) and handed to a one-shot client.
+func (l *Lab) MobikedMetrics(ctx context.Context) ([]byte, error) {
 	var body []byte
 	err := InNetNS(l.NS("mn"), func() error {
-		// The socket is created here, on the thread inside mn's namespace:
-		// no keep-alive, so no connection is reused from elsewhere.
 		conn, err := (&net.Dialer{Timeout: 2 * time.Second}).DialContext(ctx, "tcp", "127.0.0.1:9816")
 		if err != nil {
 			return err
@@ -305,11 +305,24 @@ func (l *Lab) MobikedMetric(ctx context.Context, family string) (float64, error)
 			return err
 		}
 		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("status %s", resp.Status)
+		}
 		body, err = io.ReadAll(resp.Body)
 		return err
 	})
 	if err != nil {
-		return 0, fmt.Errorf("lab: metrics: %w", err)
+		return nil, fmt.Errorf("lab: metrics: %w", err)
+	}
+	return body, nil
+}
+
+// MobikedMetric sums the samples of one metric family (all label sets) from
+// mobiked's metrics endpoint inside mn.
+func (l *Lab) MobikedMetric(ctx context.Context, family string) (float64, error) {
+	body, err := l.MobikedMetrics(ctx)
+	if err != nil {
+		return 0, err
 	}
 	return SumMetric(string(body), family), nil
 }
