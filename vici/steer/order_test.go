@@ -208,3 +208,56 @@ func TestApplyInvalid(t *testing.T) {
 		}
 	}
 }
+
+// countingKernel counts the dumps the steerer makes.
+type countingKernel struct {
+	*fakeKernel
+	dumps int
+}
+
+func (c *countingKernel) RuleList(f int) ([]netlink.Rule, error) {
+	c.dumps++
+	return c.fakeKernel.RuleList(f)
+}
+
+// Many steering groups towards one gateway steering onto the same pair (a
+// host with 1 000 SAs to one gateway) cost one kernel sync, not one each; a
+// group asking for something new still syncs.
+func TestApplyManyGroupsSamePair(t *testing.T) {
+	k := &countingKernel{fakeKernel: &fakeKernel{}}
+	o, err := Options{}.withDefaults()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := newWith(o, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	act := mobike.ActSteer{Pair: mobike.Pair{Local: lb, Remote: r1}, LinkIdx: 3, Nexthop: gwb, Prohibit: []netip.Addr{r2}}
+	start := k.dumps
+	for i := 0; i < 1000; i++ {
+		act.Peer = fmt.Sprintf("s%d", i)
+		if err := s.Apply(act); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := k.dumps - start; n != 1 {
+		t.Fatalf("1000 identical steers made %d kernel syncs, want 1", n)
+	}
+	if ops := k.take(); len(ops) != 3 {
+		t.Fatalf("kernel changes %v, want the route and two rules once", ops)
+	}
+	// A group asking for something new syncs (and changes the kernel).
+	act.Peer = "other"
+	act.Pair = mobike.Pair{Local: la, Remote: netip.MustParseAddr("10.5.0.2")}
+	act.LinkIdx, act.Nexthop, act.Prohibit = 2, gwa, nil
+	if err := s.Apply(act); err != nil {
+		t.Fatal(err)
+	}
+	if k.dumps-start != 2 {
+		t.Fatalf("a changed steer did not sync")
+	}
+	if ops := k.take(); len(ops) == 0 {
+		t.Fatal("a changed steer changed nothing in the kernel")
+	}
+}

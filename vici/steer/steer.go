@@ -168,6 +168,10 @@ type Steerer struct {
 	adopted  entries            // found in the kernel at start, not yet re-decided
 	upSet    bool
 	lastPair map[string]mobike.Pair
+	// synced is the wanted state of the last sync that succeeded in full
+	// (nil: none, or the kernel may differ); Apply skips the kernel when a
+	// group only asks for entries it already has.
+	synced *entries
 }
 
 // New creates a Steerer and adopts the entries it owns that are already in
@@ -326,6 +330,15 @@ func (s *Steerer) Apply(a mobike.ActSteer) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.inSyncLocked(a.Peer, e, touched) {
+		// Nothing to change in the kernel: many steering groups towards one
+		// gateway steer onto the same pair (1 000 SAs → 1 000 identical
+		// requests), and each sync costs a full dump of rules and routes.
+		s.peers[a.Peer] = e
+		s.lastPair[a.Peer] = mobike.Pair{Local: l, Remote: r}
+		s.log.Debug("steered (already in place)", "peer", a.Peer, "path", a.Pair.String())
+		return nil
+	}
 	s.peers[a.Peer] = e
 	s.lastPair[a.Peer] = mobike.Pair{Local: l, Remote: r}
 	// Adopted entries about these addresses are superseded.
@@ -665,7 +678,63 @@ func (s *Steerer) syncLocked() error {
 			errs = append(errs, fmt.Errorf("route del %s: %w", routeString(k, cur.vals[k]), err))
 		}
 	}
+	if len(errs) == 0 {
+		s.synced = &want
+	} else {
+		s.synced = nil
+	}
 	return errors.Join(errs...)
+}
+
+// inSyncLocked reports whether giving group peer the entries e changes
+// nothing in the kernel: the group had no entries or the same ones, every
+// entry is already in the last fully synced state, and no adopted entry
+// about a touched address would have to go.
+func (s *Steerer) inSyncLocked(peer string, e entries, touched map[netip.Addr]bool) bool {
+	if s.synced == nil {
+		return false
+	}
+	if prev, ok := s.peers[peer]; ok && !sameEntries(prev, e) {
+		return false
+	}
+	for k := range e.rules {
+		if _, ok := s.synced.rules[k]; !ok {
+			return false
+		}
+	}
+	for k, v := range e.routes {
+		if w, ok := s.synced.routes[k]; !ok || w != v {
+			return false
+		}
+	}
+	for k := range s.adopted.rules {
+		if k.Dst.IsValid() && touched[k.Dst.Addr()] {
+			return false
+		}
+	}
+	for k := range s.adopted.routes {
+		if k.Table == s.o.Table && touched[k.Dst.Addr()] {
+			return false
+		}
+	}
+	return true
+}
+
+func sameEntries(a, b entries) bool {
+	if len(a.rules) != len(b.rules) || len(a.routes) != len(b.routes) {
+		return false
+	}
+	for k := range a.rules {
+		if _, ok := b.rules[k]; !ok {
+			return false
+		}
+	}
+	for k, v := range a.routes {
+		if w, ok := b.routes[k]; !ok || w != v {
+			return false
+		}
+	}
+	return true
 }
 
 func sortedRuleKeys[V any](m map[ruleKey]V) []ruleKey {

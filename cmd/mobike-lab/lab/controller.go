@@ -12,8 +12,8 @@ import (
 )
 
 // LabMobikedConfig is the mobiked configuration the lab runs with: uplink a
-// (eth0) preferred over b (eth1), the gateway's second address as an extra
-// peer address, a short hold-down so tests and the demo see failback.
+// (eth0) preferred over b (eth1), the gateway's other addresses as extra
+// peer addresses of every connection, a short hold-down so tests and the demo see failback.
 const LabMobikedConfig = `# mobike-lab: mobiked in mn (generated)
 uplinks:
   - name: eth0
@@ -21,9 +21,10 @@ uplinks:
   - name: eth1
     priority: 200
 connections:
+  # Every connection to the gateway (lab, and the scale benchmark's s1..sN)
+  # gets the same peer addresses: prohibit rules are global in the kernel, so
+  # connections sharing a gateway must agree on its addresses.
   - name: default
-    hold_down: 5s
-  - name: lab
     peer_addresses: [10.4.0.2, "fd00:3::2", "fd00:4::2"]
     hold_down: 5s
 probes:
