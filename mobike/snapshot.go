@@ -72,6 +72,7 @@ type ConnView struct {
 	PreferUntil   time.Time
 	Deadline      time.Time
 	// Ranking is the policy's ranking of every candidate with its reason
+	// (shared between connections with identical inputs: read-only)
 	// (mobikectl explain); Decision the last decision in words.
 	Ranking  []policy.Ranked
 	Decision string
@@ -79,6 +80,9 @@ type ConnView struct {
 
 // Snapshot returns a copy of the Controller's state.
 func (c *Controller) Snapshot() State {
+	// Fresh rankings (the cache may hold rankings from before the last
+	// probe results); filled again below, and cleared by the next decide.
+	clear(c.rankCache)
 	st := State{At: c.now, CharonUp: c.charonUp}
 	for _, l := range c.net.Links {
 		u := UplinkView{Link: l, Policy: c.uplinks[l.Index]}
@@ -131,13 +135,10 @@ func (c *Controller) Snapshot() State {
 		if s := c.firstInitiator(cn); s != nil {
 			v.Current = s.pair
 		}
-		var cands []policy.Candidate
-		for _, r := range cn.peers {
-			for _, p := range c.byRemote[r] {
-				cands = append(cands, c.candidate(p, v.Current))
-			}
-		}
-		v.Ranking = c.ranker.Rank(cn.pol, cands)
+		// Connections with the same policy, peers and current pair share
+		// one ranking (1 001 connections to one gateway: one ranking, not
+		// 1 001 — the daemon takes a snapshot every second for metrics).
+		v.Ranking = c.rank(cn, v.Current).ranked
 		st.Conns = append(st.Conns, v)
 	}
 	return st

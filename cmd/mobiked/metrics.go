@@ -7,7 +7,9 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"net/netip"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -187,7 +189,18 @@ func (d *daemon) serveMetrics(ctx context.Context, addr netip.AddrPort) (*http.S
 		}
 		return nil
 	}
-	srv := &http.Server{Handler: metrics.Handler(dm.reg, health), ReadHeaderTimeout: 5 * time.Second}
+	var handler http.Handler = metrics.Handler(dm.reg, health)
+	if os.Getenv("MOBIKED_DEBUG_PPROF") == "1" {
+		// Debug knob, not configuration: Go's profiler on the metrics
+		// listener (loopback by default), e.g. for heap profiles at scale.
+		mux := http.NewServeMux()
+		mux.Handle("/", handler)
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		handler = mux
+		d.log.Warn("profiler enabled on the metrics listener", "addr", addr.String())
+	}
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
 	// Refresh the scrape snapshot every second from the loop.
 	go func() {
