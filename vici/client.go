@@ -226,11 +226,26 @@ func (c *Client) dial() (*govici.Session, error) {
 	)
 }
 
-// subscribe registers events. govici's Subscribe takes no context; its
-// read deadline (5 s) bounds it, and a timeout there closes the session,
-// which Run then treats like any other connection failure.
+// subscribe registers events. govici's Subscribe takes no context and waits
+// up to its 5 s read deadline; a charon that is shutting down can still accept
+// the connection and never answer, which would hold the reconnect for 5 s
+// while a new charon is already up. So the wait is bounded by CallTimeout
+// (at most 2 s): on timeout the session is closed (which ends Subscribe) and
+// Run retries like after any other connection failure.
 func (c *Client) subscribe(s *govici.Session, names ...string) error {
-	return s.Subscribe(names...)
+	limit := min(c.opts.CallTimeout, 2*time.Second)
+	done := make(chan error, 1)
+	go func() { done <- s.Subscribe(names...) }()
+	t := time.NewTimer(limit)
+	defer t.Stop()
+	select {
+	case err := <-done:
+		return err
+	case <-t.C:
+		s.Close()
+		<-done
+		return fmt.Errorf("no answer within %s", limit)
+	}
 }
 
 // session runs one connection to charon. up tells whether it got as far as

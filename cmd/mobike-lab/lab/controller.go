@@ -27,6 +27,9 @@ connections:
   - name: default
     peer_addresses: [10.4.0.2, "fd00:3::2", "fd00:4::2"]
     hold_down: 5s
+  - name: lab
+    peer_addresses: [10.4.0.2, "fd00:3::2", "fd00:4::2"]
+    hold_down: 5s
 probes:
   active_interval: 200ms
   standby_interval: 1s
