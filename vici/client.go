@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"sync"
 	"time"
 
@@ -44,8 +45,17 @@ const (
 // up.
 var ErrCharonUnavailable = errors.New("vici: charon unavailable")
 
-// eventNames are the charon events the adapter subscribes to.
-var eventNames = []string{"ike-updown", "ike-update", "ike-rekey", "child-updown", "child-rekey", "log"}
+// eventNames are the charon events the adapter subscribes to: the SA events
+// on one session (their relative order matters), `log` on a session of its
+// own. govici v0.8.1 holds its event lock while it waits for a registration's
+// answer, and its read loop needs that lock to deliver any event: an event
+// of an already registered type arriving while the next type is being
+// registered deadlocks the session (seen in the lab after a charon restart,
+// when `log` events flood in while the SA events are registered).
+var (
+	saEventNames = []string{"ike-updown", "ike-update", "ike-rekey", "child-updown", "child-rekey"}
+	eventNames   = append(slices.Clone(saEventNames), "log")
+)
 
 // Options configure a Client. Zero values mean the defaults above.
 type Options struct {
@@ -242,8 +252,9 @@ func (c *Client) subscribe(s *govici.Session, names ...string) error {
 	case err := <-done:
 		return err
 	case <-t.C:
+		// A deadlocked govici session (see eventNames) does not end on
+		// Close: its goroutines are abandoned, the session is retried.
 		s.Close()
-		<-done
 		return fmt.Errorf("no answer within %s", limit)
 	}
 }
@@ -264,7 +275,17 @@ func (c *Client) session(ctx context.Context) (up bool, err error) {
 
 	evCh := make(chan govici.Event, c.opts.EventBuffer)
 	evSess.NotifyEvents(evCh)
-	if err := c.subscribe(evSess, eventNames...); err != nil {
+	if err := c.subscribe(evSess, saEventNames...); err != nil {
+		return false, fmt.Errorf("vici: subscribe: %w", err)
+	}
+	logSess, err := c.dial()
+	if err != nil {
+		return false, fmt.Errorf("vici: connect: %w", err)
+	}
+	defer logSess.Close()
+	logCh := make(chan govici.Event, c.opts.EventBuffer)
+	logSess.NotifyEvents(logCh)
+	if err := c.subscribe(logSess, "log"); err != nil {
 		return false, fmt.Errorf("vici: subscribe: %w", err)
 	}
 	listCh := make(chan govici.Event, c.opts.EventBuffer)
@@ -304,6 +325,11 @@ func (c *Client) session(ctx context.Context) (up bool, err error) {
 		case ev, ok := <-evCh:
 			if !ok {
 				return true, errors.New("vici: event session closed")
+			}
+			c.handle(ctx, ev)
+		case ev, ok := <-logCh:
+			if !ok {
+				return true, errors.New("vici: log session closed")
 			}
 			c.handle(ctx, ev)
 		case <-tick:
