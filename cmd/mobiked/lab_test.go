@@ -2,51 +2,20 @@ package main
 
 import (
 	"context"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/mobiked/mobiked/cmd/internal/control"
 	"github.com/mobiked/mobiked/cmd/mobike-lab/lab"
-	"github.com/mobiked/mobiked/deploy"
 )
 
-// buildMobiked builds the daemon binary for the lab tests.
-func buildMobiked(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "mobiked")
-	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
-	if err != nil {
-		t.Fatalf("build mobiked: %v\n%s", err, out)
-	}
-	return bin
-}
-
+// upWithMobiked brings up lab name with mobiked running the lab's default
+// config (see upRig).
 func upWithMobiked(t *testing.T, ctx context.Context, name string, o lab.Options) (*lab.Lab, *control.Client) {
 	t.Helper()
-	bin := buildMobiked(t)
-	o.Name = name
-	o.Controller = true
-	o.ControllerConf = deploy.MobikedConf
-	o.StartController = func(ctx context.Context, l *lab.Lab) (int, error) { return l.StartMobiked(ctx, bin, "") }
-	if o.DPD == 0 {
-		o.DPD = 5 * time.Second
-	}
-	l, err := lab.Up(ctx, o)
-	if err != nil {
-		t.Fatalf("lab up: %v", err)
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			if out, err := exec.Command("tail", "-n", "60", l.MobikedLog()).CombinedOutput(); err == nil {
-				t.Logf("mobiked log:\n%s", out)
-			}
-		}
-		_ = lab.Down(context.Background(), name)
-	})
-	return l, control.NewClient(l.MobikedSocket())
+	r := upRig(t, ctx, name, "", o)
+	return r.l, r.c
 }
 
 // waitStatus polls mobikectl status until ok or timeout.

@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -17,7 +16,6 @@ import (
 
 	"github.com/mobiked/mobiked/cmd/internal/control"
 	"github.com/mobiked/mobiked/cmd/mobike-lab/lab"
-	"github.com/mobiked/mobiked/deploy"
 	"github.com/mobiked/mobiked/monitor/probe"
 )
 
@@ -119,29 +117,16 @@ func TestLabMetrics(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	const name = "mxmet"
-	_ = lab.Down(ctx, name) // leftovers of an interrupted run
-	bin := buildMobiked(t)
 	config := lab.LabMobikedConfig + "reflector:\n  listen: \"" + metricsLabReflector + "\"\n"
-	l, err := lab.Up(ctx, lab.Options{Name: name, Controller: true, ControllerConf: deploy.MobikedConf, DPD: 5 * time.Second,
-		StartController: func(ctx context.Context, l *lab.Lab) (int, error) { return l.StartMobiked(ctx, bin, config) }})
-	if err != nil {
-		t.Fatalf("lab up: %v", err)
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			if log, err := exec.Command("tail", "-n", "60", l.MobikedLog()).CombinedOutput(); err == nil {
-				t.Logf("mobiked log:\n%s", log)
-			}
-		}
-		_ = lab.Down(context.Background(), name)
-	})
-	c := control.NewClient(l.MobikedSocket())
+	r := upRig(t, ctx, name, config, lab.Options{})
+	l, c := r.l, r.c
 	waitStatus(t, ctx, c, 10*time.Second, func(r control.SARow) bool { return r.Uplink == "eth0" })
 	waitPaths(t, ctx, c, 10*time.Second, 4)
 
 	// Wait for a publish tick (1 s) that saw the tested pairs.
 	var before families
 	var body []byte
+	var err error
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		body, err = scrape(ctx, l)
@@ -302,28 +287,15 @@ func TestLabIKEProbeMethod(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	const name = "mxike"
-	_ = lab.Down(ctx, name)
-	bin := buildMobiked(t)
 	config := strings.Replace(lab.LabMobikedConfig, "  - name: lab\n", "  - name: lab\n    probe: ike\n", 1)
 	if config == lab.LabMobikedConfig {
 		t.Fatal("lab config has no `- name: lab` entry to set the probe method on")
 	}
-	l, err := lab.Up(ctx, lab.Options{Name: name, Controller: true, ControllerConf: deploy.MobikedConf, DPD: 5 * time.Second,
-		StartController: func(ctx context.Context, l *lab.Lab) (int, error) { return l.StartMobiked(ctx, bin, config) }})
-	if err != nil {
-		t.Fatalf("lab up: %v", err)
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			if log, err := exec.Command("tail", "-n", "60", l.MobikedLog()).CombinedOutput(); err == nil {
-				t.Logf("mobiked log:\n%s", log)
-			}
-		}
-		_ = lab.Down(context.Background(), name)
-	})
-	c := control.NewClient(l.MobikedSocket())
+	r := upRig(t, ctx, name, config, lab.Options{})
+	l, c := r.l, r.c
 	waitStatus(t, ctx, c, 10*time.Second, func(r control.SARow) bool { return r.Uplink == "eth0" })
 	var rows []control.PathRow
+	var err error
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		rows, err = c.Paths(ctx)
