@@ -5,7 +5,11 @@
 SHELL    := /bin/bash
 GO       ?= go
 export PATH := $(PATH):/usr/local/go/bin
-DEB_PKGS := strongswan-charon strongswan-swanctl libcharon-extra-plugins libstrongswan-extra-plugins nftables iproute2 iputils-ping
+# Every package the lab and the daemon need. apt installs with
+# --no-install-recommends, so a package that is only recommended by another
+# (libstrongswan-standard-plugins: openssl, gcm) must be listed here;
+# cmd/mobike-lab/lab TestPluginPackages fails otherwise.
+DEB_PKGS := strongswan-charon strongswan-swanctl libstrongswan-standard-plugins libcharon-extra-plugins libstrongswan-extra-plugins nftables iproute2 iputils-ping
 BIN      := bin
 FUZZTIME ?= 60s
 
@@ -32,16 +36,34 @@ $(ROOT_TARGETS):
 	fi
 else
 
-# deps installs what is missing (apt-get update first), and is a no-op otherwise.
+# deps installs what is missing (apt-get update first), finishes a half-done
+# install (dpkg --configure -a), reinstalls packages whose files were removed
+# (dpkg --verify), and is a no-op otherwise.
 deps:
 	@command -v $(GO) >/dev/null || { echo "Go is not installed (need Go 1.26)"; exit 1; }
+	@if dpkg --audit 2>/dev/null | grep -q .; then \
+		echo "deps: finishing an interrupted install (dpkg --configure -a)"; \
+		DEBIAN_FRONTEND=noninteractive dpkg --configure -a; \
+	fi
 	@missing=""; for p in $(DEB_PKGS); do \
 		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
 	done; \
+	broken=""; for p in $(DEB_PKGS); do \
+		case " $$missing " in *" $$p "*) continue;; esac; \
+		dpkg --verify $$p 2>/dev/null | grep -q '^missing' && broken="$$broken $$p"; \
+	done; \
+	if [ -n "$$missing$$broken" ]; then \
+		apt-get update -q || exit 1; \
+	fi; \
 	if [ -n "$$missing" ]; then \
 		echo "deps: installing$$missing"; \
-		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
-	else echo "deps: all present"; fi
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing || exit 1; \
+	fi; \
+	if [ -n "$$broken" ]; then \
+		echo "deps: reinstalling (files missing)$$broken"; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends --reinstall $$broken || exit 1; \
+	fi; \
+	[ -n "$$missing$$broken" ] || echo "deps: all present"
 
 # test: vet + the whole suite with the race detector, lab end-to-end tests
 # with real charon included (they need root).

@@ -16,6 +16,67 @@ const PSK = "mobike-lab-psk-not-a-secret"
 
 const charonPlugins = "random kdf nonce aes sha1 sha2 hmac gcm pem pkcs1 x509 pubkey openssl curve25519 kernel-libipsec kernel-netlink socket-default vici updown"
 
+// PluginDir is where Debian installs charon's plugins.
+var PluginDir = "/usr/lib/ipsec/plugins"
+
+// PluginPackages maps every plugin the lab's charons load to the Debian 12
+// package that ships it. TestPluginPackages checks it against dpkg -S and the
+// Makefile's package list, so a plugin whose package `make deps` does not
+// install fails on the developer machine too, not only on a fresh one.
+var PluginPackages = map[string]string{
+	"random":          "libstrongswan",
+	"kdf":             "libstrongswan",
+	"nonce":           "libstrongswan",
+	"aes":             "libstrongswan",
+	"sha1":            "libstrongswan",
+	"sha2":            "libstrongswan",
+	"hmac":            "libstrongswan",
+	"gcm":             "libstrongswan-standard-plugins",
+	"pem":             "libstrongswan",
+	"pkcs1":           "libstrongswan",
+	"x509":            "libstrongswan",
+	"pubkey":          "libstrongswan",
+	"openssl":         "libstrongswan-standard-plugins",
+	"curve25519":      "libstrongswan-extra-plugins",
+	"kernel-libipsec": "libcharon-extra-plugins",
+	"kernel-netlink":  "libstrongswan",
+	"socket-default":  "strongswan-libcharon",
+	"vici":            "strongswan-swanctl",
+	"updown":          "strongswan-libcharon",
+}
+
+// Plugins is the list of plugins the lab's charons load.
+func Plugins() []string { return strings.Fields(charonPlugins) }
+
+// PluginFile is the shared object of a charon plugin.
+func PluginFile(plugin string) string { return PluginFileIn(PluginDir, plugin) }
+
+// PluginFileIn is PluginFile for another plugin directory.
+func PluginFileIn(dir, plugin string) string {
+	return filepath.Join(dir, "libstrongswan-"+plugin+".so")
+}
+
+// checkPlugins names the package of every lab plugin whose file is missing.
+func checkPlugins() error {
+	var missing, pkgs []string
+	seen := map[string]bool{}
+	for _, p := range Plugins() {
+		if _, err := os.Stat(PluginFile(p)); err == nil {
+			continue
+		}
+		missing = append(missing, p)
+		if pkg := PluginPackages[p]; pkg != "" && !seen[pkg] {
+			seen[pkg] = true
+			pkgs = append(pkgs, pkg)
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%w: charon plugins %s missing (Debian package %s; run `make deps`)",
+		ErrNoStrongSwan, strings.Join(missing, ", "), strings.Join(pkgs, ", "))
+}
+
 func (l *Lab) strongswanConf(node string, controllerConf string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, `# mobike-lab %s: charon in namespace %s (generated)

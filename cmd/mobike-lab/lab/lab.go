@@ -109,6 +109,9 @@ func CheckTools() error {
 	if len(missing) > 0 {
 		return fmt.Errorf("%w: missing %s", ErrNoStrongSwan, strings.Join(missing, ", "))
 	}
+	if err := checkPlugins(); err != nil {
+		return err
+	}
 	for _, p := range []string{"ip", "nft", "ping", "unshare"} {
 		if _, err := exec.LookPath(p); err != nil {
 			missing = append(missing, p)
