@@ -216,6 +216,14 @@ type PathStats struct {
 	LastReply      time.Time
 	NAT            NATVerdict
 	BytesSent      uint64
+	// RTO is the timeout the prober currently gives a probe of this pair
+	// (adaptive, RFC 6298, or the configured fixed timeout).
+	RTO time.Duration
+	// Confirming: a confirmation burst is in flight on the pair (started by
+	// the first loss of a streak, or requested with ActProbeConfirm). The
+	// losses counted so far are not the whole evidence yet: the core waits
+	// for the burst before it declares the pair down on consecutive losses.
+	Confirming bool
 }
 
 // EvProbeResult reports the outcome of one probe on a pair. A reply counts only
@@ -430,6 +438,13 @@ type ActProbeStart struct {
 // ActProbeStop stops the prober of a pair.
 type ActProbeStop struct{ Pair Pair }
 
+// ActProbeConfirm asks the prober of a running pair for a confirmation burst
+// now: a few probes a fraction of the pair's timeout apart, the first at
+// once, so that within about one timeout the pair either answered (fresh
+// LastReply) or shows enough consecutive losses to be declared down. A burst
+// already in flight is not restarted.
+type ActProbeConfirm struct{ Pair Pair }
+
 // ActSteer puts every SA towards a peer on Pair: the actuator installs the
 // host route for Pair.Remote via the uplink's gateway with source Pair.Local and
 // prohibits the peer's other addresses so that charon cannot pick them.
@@ -472,9 +487,10 @@ type ActAlert struct {
 	Message  string
 }
 
-func (ActProbeStart) isAction() {}
-func (ActProbeStop) isAction()  {}
-func (ActSteer) isAction()      {}
-func (ActAlert) isAction()      {}
+func (ActProbeStart) isAction()   {}
+func (ActProbeStop) isAction()    {}
+func (ActProbeConfirm) isAction() {}
+func (ActSteer) isAction()        {}
+func (ActAlert) isAction()        {}
 
 func itoa(n int) string { return strconv.Itoa(n) }

@@ -192,12 +192,16 @@ func transition(s PathState, in pathInput) (PathState, bool) {
 // carried by the transition it may cause.
 func classify(ev EvProbeResult, pp policy.PathPolicy) (pathInput, PathReason) {
 	st := ev.Stats
-	if st.ConsecLost >= pp.DownAfter {
+	// While a confirmation burst is in flight the losses are not final
+	// evidence: the prober sends the burst to decide exactly this, so a
+	// random loss or two does not take a pair down (monitor/probe,
+	// Profiles.Burst). The burst's last result carries the verdict.
+	if st.ConsecLost >= pp.DownAfter && !st.Confirming {
 		return inDown, ReasonConsecLoss
 	}
 	// The window rule needs enough samples not to call one early loss a
 	// 100% loss.
-	if st.Sent >= uint64(2*pp.DownAfter) && st.LossRatio >= pp.DownLoss {
+	if st.Sent >= uint64(2*pp.DownAfter) && st.LossRatio >= pp.DownLoss && !st.Confirming {
 		return inDown, ReasonWindowLoss
 	}
 	if !ev.OK {

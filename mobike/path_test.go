@@ -64,6 +64,8 @@ func TestClassify(t *testing.T) {
 		{"lossy", EvProbeResult{OK: true, Stats: PathStats{Sent: 10, LossRatio: 0.3}}, inBreach, ReasonSLABreach},
 		{"one loss", EvProbeResult{Stats: PathStats{Sent: 1, LossRatio: 1, ConsecLost: 1}}, inLoss, ReasonNone},
 		{"K losses", EvProbeResult{Stats: PathStats{Sent: 3, LossRatio: 1, ConsecLost: 3}}, inDown, ReasonConsecLoss},
+		{"K losses, burst in flight", EvProbeResult{Stats: PathStats{Sent: 4, LossRatio: 1, ConsecLost: 3, Confirming: true}}, inLoss, ReasonNone},
+		{"burst lost", EvProbeResult{Stats: PathStats{Sent: 5, LossRatio: 1, ConsecLost: 4}}, inDown, ReasonConsecLoss},
 		{"window loss", EvProbeResult{OK: true, Stats: PathStats{Sent: 10, LossRatio: 0.6}}, inDown, ReasonWindowLoss},
 		{"window loss needs samples", EvProbeResult{OK: true, Stats: PathStats{Sent: 2, LossRatio: 0.5, SRTT: time.Millisecond}}, inBreach, ReasonSLABreach},
 	}

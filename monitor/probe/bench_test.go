@@ -3,6 +3,7 @@ package probe
 import (
 	"fmt"
 	"net/netip"
+	"os"
 	"os/exec"
 	"sync/atomic"
 	"testing"
@@ -38,7 +39,7 @@ func BenchmarkProbeCPU100Pairs(b *testing.B) {
 	for _, method := range []mobike.ProbeMethod{mobike.ProbeICMP, mobike.ProbeSTAMP} {
 		b.Run(method.String(), func(b *testing.B) {
 			for range b.N {
-				m := NewManager(Options{SocketHook: func(f func() error) error { return inNetNS(ns, f) }})
+				m := NewManager(Options{SocketHook: func(f func() error) error { return inNetNS(ns, f) }, Coalesce: benchCoalesce()})
 				for _, l := range locals {
 					for _, r := range remotes {
 						m.Apply(mobike.ActProbeStart{Pair: mobike.Pair{Local: l, Remote: r}, Uplink: "lo", Method: method, Profile: mobike.ProfileActive})
@@ -56,9 +57,17 @@ func BenchmarkProbeCPU100Pairs(b *testing.B) {
 					}
 				}()
 				time.Sleep(time.Second) // settle: sockets opened, first probes out
-				r0, t0, n0, ok0 := rusage(), time.Now(), total.Load(), ok.Load()
+				u0, s0 := rusageUS()
+				cs0, w0 := ctxSwitches(), m.Stats().Wakeups
+				t0, n0, ok0 := time.Now(), total.Load(), ok.Load()
 				time.Sleep(5 * time.Second)
-				cpu, wall := rusage()-r0, time.Since(t0)
+				u1, s1 := rusageUS()
+				cs1, w1 := ctxSwitches(), m.Stats().Wakeups
+				cpu, wall := u1-u0+s1-s0, time.Since(t0)
+				b.ReportMetric(100*(u1-u0).Seconds()/wall.Seconds(), "%core-user")
+				b.ReportMetric(float64(cs1-cs0)/wall.Seconds(), "ctxsw/s")
+				b.ReportMetric(float64(w1-w0)/wall.Seconds(), "wakeups/s")
+				b.ReportMetric(100*(s1-s0).Seconds()/wall.Seconds(), "%core-sys")
 				n, nok := total.Load()-n0, ok.Load()-ok0
 				m.Close()
 				<-done
@@ -76,9 +85,22 @@ func BenchmarkProbeCPU100Pairs(b *testing.B) {
 }
 
 func rusage() time.Duration {
+	u, s := rusageUS()
+	return u + s
+}
+
+// rusageUS is the process's user and system CPU time.
+func rusageUS() (user, sys time.Duration) {
 	var ru unix.Rusage
 	unix.Getrusage(unix.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	return time.Duration(ru.Utime.Nano()), time.Duration(ru.Stime.Nano())
+}
+
+// ctxSwitches is the process's context switches (voluntary + involuntary).
+func ctxSwitches() int64 {
+	var ru unix.Rusage
+	unix.Getrusage(unix.RUSAGE_SELF, &ru)
+	return ru.Nvcsw + ru.Nivcsw
 }
 
 // BenchmarkBytesPerSecond reports the probe traffic one pair sends per
@@ -132,4 +154,9 @@ func stampAvgSize(b *testing.B, local netip.AddrPort, remote netip.Addr, key []b
 		total += len(p)
 	}
 	return float64(total) / float64(every)
+}
+
+func benchCoalesce() time.Duration {
+	d, _ := time.ParseDuration(os.Getenv("PROBE_COALESCE"))
+	return d
 }

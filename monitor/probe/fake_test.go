@@ -82,6 +82,13 @@ type fakeNet struct {
 
 	mu        sync.Mutex
 	rtt       time.Duration
+	rttFn     func() time.Duration // when set, each probe's RTT (overrides rtt)
+	polled    bool                 // replies wait for Poll (like real sockets)
+	queued    []func()             // replies that arrived, waiting for Poll
+	polls     int                  // Poll calls
+	flushes   int                  // Flush calls
+	unflushed int                  // sends since the last Flush
+	batches   []int                // sends per Flush
 	drop      func(p mobike.Pair, seq uint32) bool
 	badNonce  bool
 	nat       mobike.NATVerdict
@@ -130,13 +137,54 @@ func (e *fakeEP) Send(seq uint32, nonce []byte) (int, error) {
 	if n.drop != nil && n.drop(e.pair, seq) {
 		return n.bytesEach, nil
 	}
+	n.unflushed++
 	r := Reply{Seq: seq, Nonce: slices.Clone(nonce), NAT: n.nat}
 	if n.badNonce {
 		r.Nonce[0] ^= 1
 	}
-	n.clock.AfterFunc(n.rtt, func() {
-		r.At = n.clock.Now()
-		e.deliver(r)
+	rtt := n.rtt
+	if n.rttFn != nil {
+		rtt = n.rttFn()
+	}
+	n.clock.AfterFunc(rtt, func() {
+		r.At = n.clock.Now() // the "kernel timestamp"
+		if !n.polled {
+			e.deliver(r)
+			return
+		}
+		n.mu.Lock()
+		n.queued = append(n.queued, func() { e.deliver(r) })
+		n.mu.Unlock()
 	})
 	return n.bytesEach, nil
+}
+
+// Flush records the batch (the fake sends at once; this only counts).
+func (n *fakeNet) Flush() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.flushes++
+	n.batches = append(n.batches, n.unflushed)
+	n.unflushed = 0
+}
+
+// pollNet is a fakeNet whose replies wait in the "socket" until Poll.
+type pollNet struct{ *fakeNet }
+
+func newPollNet(c *fakeClock) pollNet {
+	n := newFakeNet(c)
+	n.polled = true
+	return pollNet{n}
+}
+
+// Poll delivers every reply that arrived.
+func (n pollNet) Poll() {
+	n.mu.Lock()
+	q := n.queued
+	n.queued = nil
+	n.polls++
+	n.mu.Unlock()
+	for _, f := range q {
+		f()
+	}
 }

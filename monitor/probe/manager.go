@@ -2,6 +2,7 @@ package probe
 
 import (
 	"bytes"
+	"container/heap"
 	crand "crypto/rand"
 	"errors"
 	"fmt"
@@ -30,8 +31,8 @@ type Options struct {
 
 	// Transports adds or replaces the transport of a probe method (the IKE
 	// prober through NewFuncTransport, or an in-memory network in tests).
-	// ICMP and STAMP default to real sockets bound to the pair's source
-	// address and uplink. Close calls Wait on transports that have it.
+	// ICMP and STAMP default to real sockets, one per uplink and address
+	// family. Close calls Wait on transports that have it.
 	Transports map[mobike.ProbeMethod]Transport
 
 	// SocketHook runs the creation of each real socket; a test uses it to
@@ -43,17 +44,32 @@ type Options struct {
 	// counted (Snapshot.EventsDropped); every event carries the pair's
 	// cumulative statistics, so the next one catches up.
 	EventBuffer int
+
+	// Coalesce is the granularity of the probe scheduler: one timer serves
+	// every pair, and it wakes only on multiples of Coalesce (counted from
+	// NewManager), serving every send and timeout that fell due since, so
+	// that the pairs' probes share wake-ups and leave in one batch per
+	// socket. A send or a timeout is late by less than Coalesce; RTTs are
+	// not affected (send and receive times are taken per packet). Default
+	// 5ms; negative = serve every deadline exactly (tests).
+	Coalesce time.Duration
 }
+
+// DefaultCoalesce is the default Options.Coalesce.
+const DefaultCoalesce = 5 * time.Millisecond
 
 // Manager runs the probers: one per pair, whatever the number of SAs using
 // it. It reports every outcome as a mobike.EvProbeResult and takes no
-// decisions.
+// decisions. One scheduler (a single clock timer) paces every pair.
 type Manager struct {
 	log        *slog.Logger
 	clock      Clock
 	prof       Profiles
+	coalesce   time.Duration
+	epoch      time.Time
 	transports map[mobike.ProbeMethod]Transport
-	owned      []*netTransport // default transports, closed by Close
+	flushers   []Flusher // transports that batch sends
+	pollers    []Poller  // transports whose replies the scheduler reads
 	events     chan mobike.Event
 	dropped    atomic.Uint64
 	cbs        sync.WaitGroup // timer and reply callbacks in flight
@@ -64,6 +80,19 @@ type Manager struct {
 	probers     map[mobike.Pair]*prober
 	uplinkBytes map[string]uint64
 	rnd         *rand.Rand
+
+	queue    proberQueue // running probers by their next deadline
+	timer    Timer       // the scheduler's one pending wake-up; nil = none
+	timerAt  time.Time
+	timerGen uint64
+	round    []roundSend // probes sent since the last flush
+	wakeups  uint64      // scheduler wake-ups (for tests and benchmarks)
+}
+
+// roundSend is a probe sent in the current round, stamped at the flush.
+type roundSend struct {
+	p   *prober
+	seq uint32
 }
 
 type prober struct {
@@ -74,25 +103,47 @@ type prober struct {
 
 	ep      Endpoint // nil until opened (or after an open failure)
 	gen     uint64   // bumped when ep changes; replies of older endpoints are ignored
-	tickGen uint64   // bumped per scheduled tick; a superseded tick does nothing
 	openErr bool     // the last Open failed (logged once per failure streak)
 	sendErr bool     // the last Send failed
 	stopped bool
 
 	seq  uint32
-	out  []outstanding
+	out  []outstanding // in flight, in send order
+	late []outstanding // timed out recently: a reply still proves the pair alive
 	st   *pathStats
-	tick Timer
-	// burst holds the pending confirmation probes of the current loss streak.
-	burst []Timer
+
+	nextTick  time.Time // the next regular probe
+	burstLeft int       // confirmation probes still to send
+	nextBurst time.Time // when the next one leaves
+	burstGap  time.Duration
+	backoff   int // timeouts since the last reply: doublings of the RTO
+
+	due  time.Time // earliest of nextTick, nextBurst, the deadlines in out
+	qidx int       // index in Manager.queue; -1 = not queued
 }
 
 type outstanding struct {
-	seq   uint32
-	nonce []byte
-	sent  time.Time
-	timer Timer
+	seq      uint32
+	nonce    [MaxNonceLen]byte
+	nlen     uint8
+	burst    bool     // a confirmation probe
+	loss     lossMark // where its timeout was counted (late list only)
+	sent     time.Time
+	rto      time.Duration
+	deadline time.Time
+	// nextPoll is when the scheduler next reads the sockets for this
+	// probe's reply (Poller transports only; zero = no more polls before
+	// the deadline), pollGap the wait after that.
+	nextPoll time.Time
+	pollGap  time.Duration
 }
+
+// lateKeep is how many timed-out probes a pair remembers for late replies,
+// and lateFor how long after its send a late reply still counts.
+const (
+	lateKeep = 8
+	lateFor  = 10 * time.Second
+)
 
 // NewManager returns a Manager; it starts no goroutine until the first
 // ActProbeStart.
@@ -109,42 +160,65 @@ func NewManager(o Options) *Manager {
 	if o.EventBuffer <= 0 {
 		o.EventBuffer = 1024
 	}
+	if o.Coalesce == 0 {
+		o.Coalesce = DefaultCoalesce
+	}
 	m := &Manager{
 		log:         o.Logger.With("component", "probe"),
 		clock:       o.Clock,
 		prof:        o.Profiles.withDefaults(),
+		coalesce:    max(o.Coalesce, 0),
 		transports:  map[mobike.ProbeMethod]Transport{},
 		events:      make(chan mobike.Event, o.EventBuffer),
 		probers:     map[mobike.Pair]*prober{},
 		uplinkBytes: map[string]uint64{},
 		rnd:         rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
 	}
+	m.epoch = m.clock.Now()
 	icmp := newNetTransport(mobike.ProbeICMP, m.clock, m.log, o.SocketHook)
 	stamp := newNetTransport(mobike.ProbeSTAMP, m.clock, m.log, o.SocketHook)
 	stamp.stampKey = bytes.Clone(o.STAMPKey)
 	stamp.stampPort = o.STAMPPort
 	stamp.locEvery = m.prof.LocationEvery
-	m.owned = []*netTransport{icmp, stamp}
 	m.transports[mobike.ProbeICMP] = icmp
 	m.transports[mobike.ProbeSTAMP] = stamp
 	for k, t := range o.Transports {
 		m.transports[k] = t
 	}
+	seen := map[Transport]bool{}
+	for _, t := range m.transports {
+		if seen[t] {
+			continue
+		}
+		seen[t] = true
+		if f, ok := t.(Flusher); ok {
+			m.flushers = append(m.flushers, f)
+		}
+		if p, ok := t.(Poller); ok {
+			m.pollers = append(m.pollers, p)
+		}
+	}
 	return m
 }
 
-// Events delivers one mobike.EvProbeResult per resolved probe. It is closed
-// by Close.
+// Events delivers one mobike.EvProbeResult per resolved probe (and one per
+// late reply, OK). It is closed by Close.
 func (m *Manager) Events() <-chan mobike.Event { return m.events }
 
 // ErrClosed is returned by Apply after Close.
 var ErrClosed = errors.New("probe: manager closed")
 
-// Apply executes ActProbeStart (start, or retune a running prober) and
-// ActProbeStop. Other actions are ignored. A pair whose socket cannot be
-// opened yet (address or link missing) still runs: its probes count as lost
-// and the open is retried at every probe.
+// ErrNotProbed is returned by Confirm for a pair without a prober.
+var ErrNotProbed = errors.New("probe: pair not probed")
+
+// Apply executes ActProbeStart (start, or retune a running prober),
+// ActProbeStop and ActProbeConfirm. Other actions are ignored. A pair whose
+// socket cannot be opened yet (address or link missing) still runs: its
+// probes count as lost and the open is retried at every probe.
 func (m *Manager) Apply(a mobike.Action) error {
+	if c, ok := a.(mobike.ActProbeConfirm); ok {
+		return m.Confirm(c.Pair)
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
@@ -157,9 +231,42 @@ func (m *Manager) Apply(a mobike.Action) error {
 		if p := m.probers[a.Pair]; p != nil {
 			m.stopLocked(p)
 			delete(m.probers, a.Pair)
+			m.armLocked(m.clock.Now())
 			m.log.Info("prober stopped", "path", a.Pair.String())
 		}
 	}
+	return nil
+}
+
+// Confirm starts a confirmation burst on pair now (the first probe leaves
+// at once): Profiles.Burst probes, a third of the pair's timeout apart. The
+// core may request it (ActProbeConfirm) for a pair it is about to rely on,
+// or when other evidence hints that the pair may have failed; the results
+// arrive as usual, with PathStats.Confirming set until the burst has
+// resolved. A burst already in flight is left alone.
+func (m *Manager) Confirm(pair mobike.Pair) error {
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return ErrClosed
+	}
+	p := m.probers[pair]
+	if p == nil {
+		m.mu.Unlock()
+		return fmt.Errorf("confirm %s: %w", pair, ErrNotProbed)
+	}
+	now := m.clock.Now()
+	if !p.confirming() {
+		m.startBurstLocked(p, now, max(m.prof.Burst, 1))
+	}
+	evs := m.serviceLocked(p, now, nil)
+	flush := m.stampLocked()
+	m.armLocked(now)
+	m.mu.Unlock()
+	if flush {
+		m.flush()
+	}
+	m.emit(evs)
 	return nil
 }
 
@@ -171,7 +278,7 @@ func (m *Manager) startLocked(a mobike.ActProbeStart) error {
 	path := Path{Pair: a.Pair, LinkIdx: a.LinkIdx, Uplink: a.Uplink}
 	p := m.probers[a.Pair]
 	if p == nil {
-		p = &prober{path: path, method: a.Method, profile: a.Profile, tr: tr,
+		p = &prober{path: path, method: a.Method, profile: a.Profile, tr: tr, qidx: -1,
 			st: newPathStats(m.prof.LossWindow, m.prof.RTTWindow)}
 		m.probers[a.Pair] = p
 		m.log.Info("prober started", "path", a.Pair.String(), "ifname", a.Uplink, "method", a.Method.String(), "profile", a.Profile.String())
@@ -187,38 +294,19 @@ func (m *Manager) startLocked(a mobike.ActProbeStart) error {
 		m.log.Info("prober retuned", "path", a.Pair.String(), "ifname", a.Uplink, "method", a.Method.String(), "profile", a.Profile.String())
 	}
 	// first probe soon, spread over a fraction of the interval
+	now := m.clock.Now()
 	d := time.Duration(m.rnd.Float64() * m.prof.Jitter * float64(m.prof.Interval(p.profile)))
-	m.scheduleTickLocked(p, d)
+	p.nextTick = now.Add(d)
+	m.requeueLocked(p)
+	m.armLocked(now)
 	return nil
-}
-
-// scheduleTickLocked (re)schedules p's next probe d from now, superseding
-// the pending one.
-func (m *Manager) scheduleTickLocked(p *prober, d time.Duration) {
-	if p.tick != nil {
-		p.tick.Stop()
-	}
-	p.tickGen++
-	g := p.tickGen
-	p.tick = m.after(d, func() []mobike.Event {
-		if p.tickGen != g {
-			return nil
-		}
-		return m.tickLocked(p)
-	})
 }
 
 // closeEndpointLocked drops the endpoint and forgets its outstanding probes
 // without counting them.
 func (m *Manager) closeEndpointLocked(p *prober) {
-	for _, o := range p.out {
-		o.timer.Stop()
-	}
-	p.out = nil
-	for _, t := range p.burst {
-		t.Stop()
-	}
-	p.burst = nil
+	p.out, p.late = nil, nil
+	p.burstLeft = 0
 	if p.ep != nil {
 		if err := p.ep.Close(); err != nil {
 			m.log.Warn("close probe endpoint", "path", p.path.Pair.String(), "err", err)
@@ -230,28 +318,10 @@ func (m *Manager) closeEndpointLocked(p *prober) {
 
 func (m *Manager) stopLocked(p *prober) {
 	p.stopped = true
-	if p.tick != nil {
-		p.tick.Stop()
+	if p.qidx >= 0 {
+		heap.Remove(&m.queue, p.qidx)
 	}
 	m.closeEndpointLocked(p)
-}
-
-// after schedules f on the clock; f runs with m.mu held and returns events
-// to emit once the lock is released.
-func (m *Manager) after(d time.Duration, f func() []mobike.Event) Timer {
-	run := func() {
-		m.mu.Lock()
-		if m.closed {
-			m.mu.Unlock()
-			return
-		}
-		m.cbs.Add(1)
-		defer m.cbs.Done()
-		evs := f()
-		m.mu.Unlock()
-		m.emit(evs)
-	}
-	return m.clock.AfterFunc(d, run)
 }
 
 func (m *Manager) emit(evs []mobike.Event) {
@@ -266,16 +336,219 @@ func (m *Manager) emit(evs []mobike.Event) {
 	}
 }
 
-func (m *Manager) tickLocked(p *prober) []mobike.Event {
-	if p.stopped {
-		return nil
+// ---- the scheduler ----
+
+// wakeAt is the scheduler's wake-up time for a deadline: the next multiple
+// of the coalescing granularity.
+func (m *Manager) wakeAt(due time.Time) time.Time {
+	if m.coalesce <= 0 {
+		return due
 	}
-	m.scheduleTickLocked(p, m.prof.nextInterval(p.profile, p.st.consec, m.rnd))
-	m.sendLocked(p)
-	return nil
+	d := due.Sub(m.epoch)
+	if d <= 0 {
+		return due
+	}
+	q := (d + m.coalesce - 1) / m.coalesce
+	return m.epoch.Add(q * m.coalesce)
 }
 
-func (m *Manager) sendLocked(p *prober) {
+// armLocked points the scheduler's one timer at the earliest deadline.
+func (m *Manager) armLocked(now time.Time) {
+	if m.closed || len(m.queue) == 0 {
+		if m.timer != nil {
+			m.timer.Stop()
+			m.timer = nil
+		}
+		return
+	}
+	at := m.wakeAt(m.queue[0].due)
+	if m.timer != nil && m.timerAt.Equal(at) {
+		return
+	}
+	if m.timer != nil {
+		m.timer.Stop()
+	}
+	m.timerGen++
+	g := m.timerGen
+	m.timerAt = at
+	m.timer = m.clock.AfterFunc(at.Sub(now), func() { m.wake(g) })
+}
+
+// wake serves everything due: timeouts, regular probes, burst probes.
+func (m *Manager) wake(g uint64) {
+	m.mu.Lock()
+	if m.closed || g != m.timerGen {
+		m.mu.Unlock()
+		return
+	}
+	m.cbs.Add(1)
+	defer m.cbs.Done()
+	m.timer = nil
+	m.wakeups++
+	m.mu.Unlock()
+	// Read the replies that arrived since the last round before judging
+	// any timeout (kernel timestamps keep their RTTs exact).
+	for _, p := range m.pollers {
+		p.Poll()
+	}
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return
+	}
+	now := m.clock.Now()
+	var evs []mobike.Event
+	for len(m.queue) > 0 && !m.queue[0].due.After(now) {
+		evs = m.serviceLocked(m.queue[0], now, evs)
+	}
+	flush := m.stampLocked()
+	m.armLocked(now)
+	m.mu.Unlock()
+	if flush {
+		m.flush()
+	}
+	m.emit(evs)
+}
+
+// serviceLocked resolves p's expired probes, sends its due regular and
+// burst probes, and requeues it at its next deadline.
+func (m *Manager) serviceLocked(p *prober, now time.Time, evs []mobike.Event) []mobike.Event {
+	// Timeouts, oldest deadline first, so that the streak and the burst
+	// evolve in the order the losses happened.
+	for {
+		i := -1
+		for j := range p.out {
+			if !p.out[j].deadline.After(now) && (i < 0 || p.out[j].deadline.Before(p.out[i].deadline)) {
+				i = j
+			}
+		}
+		if i < 0 {
+			break
+		}
+		o := p.out[i]
+		p.out = slices.Delete(p.out, i, i+1)
+		o.loss = p.st.onLoss()
+		p.remember(o)
+		if m.prof.Timeout == 0 {
+			p.backoff++
+		}
+		if p.st.consec == 1 && m.prof.Burst > 0 && !p.confirming() {
+			// the first miss of a streak: confirm at once instead of
+			// waiting for the next intervals
+			m.startBurstLocked(p, o.deadline, m.prof.Burst)
+		}
+		evs = append(evs, m.resultLocked(p, false, 0, now))
+	}
+	if !p.nextTick.After(now) {
+		m.sendLocked(p, now, false)
+		next := p.nextTick.Add(m.prof.nextInterval(p.profile, p.st.consec, m.rnd))
+		if !next.After(now) { // fell behind (a stalled machine): no catch-up volley
+			next = now.Add(m.prof.nextInterval(p.profile, p.st.consec, m.rnd))
+		}
+		p.nextTick = next
+	}
+	for p.burstLeft > 0 && !p.nextBurst.After(now) {
+		p.burstLeft--
+		m.sendLocked(p, now, true)
+		p.nextBurst = p.nextBurst.Add(p.burstGap)
+	}
+	// this round read the sockets: move each due poll to the next one
+	for i := range p.out {
+		o := &p.out[i]
+		for !o.nextPoll.IsZero() && !o.nextPoll.After(now) {
+			o.nextPoll = o.nextPoll.Add(o.pollGap)
+			o.pollGap = min(2*o.pollGap, maxPollGapQuanta*m.pollQuantum())
+			if !o.nextPoll.Before(o.deadline) {
+				o.nextPoll = time.Time{} // the timeout's round reads them anyway
+			}
+		}
+	}
+	m.requeueLocked(p)
+	return evs
+}
+
+// maxPollGapQuanta bounds the growth of the wait between two reads for a
+// late reply.
+const maxPollGapQuanta = 8
+
+// pollQuantum is the smallest wait between two reads of the sockets.
+func (m *Manager) pollQuantum() time.Duration {
+	return max(m.coalesce, time.Millisecond)
+}
+
+// firstPoll is when a reply to a probe sent at sent on p is first looked
+// for: at the early end of the pair's RTT estimate (SRTT − 2×RTTVAR), but
+// not before one quantum.
+func (m *Manager) firstPoll(p *prober, sent time.Time) time.Time {
+	d := m.pollQuantum()
+	if p.st.haveRTT {
+		d = max(d, p.st.srtt-2*p.st.rttvar)
+	}
+	return sent.Add(d)
+}
+
+// startBurstLocked schedules n confirmation probes from at.
+func (m *Manager) startBurstLocked(p *prober, at time.Time, n int) {
+	p.burstLeft = n
+	p.nextBurst = at
+	p.burstGap = m.prof.burstGap(m.prof.baseTimeout(p.st.srtt, p.st.rttvar, p.st.haveRTT))
+}
+
+// endBurstLocked cancels the rest of a burst: the pair answered.
+func (m *Manager) endBurstLocked(p *prober) {
+	p.burstLeft = 0
+	for i := range p.out {
+		p.out[i].burst = false
+	}
+}
+
+// confirming reports whether a confirmation burst is in flight.
+func (p *prober) confirming() bool {
+	if p.burstLeft > 0 {
+		return true
+	}
+	for _, o := range p.out {
+		if o.burst {
+			return true
+		}
+	}
+	return false
+}
+
+// remember keeps a timed-out probe for a late reply.
+func (p *prober) remember(o outstanding) {
+	if len(p.late) == lateKeep {
+		p.late = slices.Delete(p.late, 0, 1)
+	}
+	p.late = append(p.late, o)
+}
+
+// requeueLocked recomputes p's next deadline and its place in the queue.
+func (m *Manager) requeueLocked(p *prober) {
+	if p.stopped {
+		return
+	}
+	due := p.nextTick
+	if p.burstLeft > 0 && p.nextBurst.Before(due) {
+		due = p.nextBurst
+	}
+	for _, o := range p.out {
+		if o.deadline.Before(due) {
+			due = o.deadline
+		}
+		if !o.nextPoll.IsZero() && o.nextPoll.Before(due) {
+			due = o.nextPoll
+		}
+	}
+	p.due = due
+	if p.qidx < 0 {
+		heap.Push(&m.queue, p)
+	} else {
+		heap.Fix(&m.queue, p.qidx)
+	}
+}
+
+func (m *Manager) sendLocked(p *prober, now time.Time, burst bool) {
 	if p.ep == nil {
 		gen := p.gen
 		ep, err := p.tr.Open(p.path, func(r Reply) { m.deliver(p, gen, r) })
@@ -288,50 +561,63 @@ func (m *Manager) sendLocked(p *prober) {
 			p.ep, p.openErr = ep, false
 		}
 	}
-	seq := p.seq
+	o := outstanding{seq: p.seq, burst: burst, sent: now,
+		rto: m.prof.timeout(p.st.srtt, p.st.rttvar, p.st.haveRTT, p.backoff)}
+	o.deadline = now.Add(o.rto)
+	if _, polled := p.tr.(Poller); polled {
+		o.nextPoll, o.pollGap = m.firstPoll(p, now), m.pollQuantum()
+	}
 	p.seq++
-	var nonce []byte
 	n := 0
 	if p.ep != nil {
-		nonce = make([]byte, p.ep.NonceLen())
+		o.nlen = uint8(min(p.ep.NonceLen(), MaxNonceLen))
+		nonce := o.nonce[:o.nlen]
 		crand.Read(nonce)
 		var err error
-		n, err = p.ep.Send(seq, nonce)
+		n, err = p.ep.Send(o.seq, nonce)
 		if err != nil && !p.sendErr {
 			m.log.Warn("send probe", "path", p.path.Pair.String(), "ifname", p.path.Uplink, "err", err)
 		}
 		p.sendErr = err != nil
+		m.round = append(m.round, roundSend{p: p, seq: o.seq})
 	}
 	p.st.onSent(n)
 	m.uplinkBytes[p.path.Uplink] += uint64(n)
-	o := outstanding{seq: seq, nonce: nonce, sent: m.clock.Now()}
-	o.timer = m.after(m.prof.timeout(p.st.srtt), func() []mobike.Event { return m.timeoutLocked(p, seq) })
 	p.out = append(p.out, o)
 }
 
-func (m *Manager) timeoutLocked(p *prober, seq uint32) []mobike.Event {
-	if p.stopped {
-		return nil
+// stampLocked stamps the round's probes with the time they leave, just
+// before the batching transports send them (flush, called once the lock is
+// released, so that replies arriving meanwhile are not held up). It reports
+// whether there is anything to flush.
+func (m *Manager) stampLocked() bool {
+	if len(m.round) == 0 {
+		return false
 	}
-	i := slices.IndexFunc(p.out, func(o outstanding) bool { return o.seq == seq })
-	if i < 0 {
-		return nil
-	}
-	p.out = slices.Delete(p.out, i, i+1)
-	p.st.onLoss()
-	if p.st.consec == 1 && m.prof.Burst > 0 {
-		// confirm the loss at once instead of waiting for the next interval
-		m.sendLocked(p)
-		for k := 1; k < m.prof.Burst; k++ {
-			p.burst = append(p.burst, m.after(time.Duration(k)*m.prof.BurstGap, func() []mobike.Event {
-				if !p.stopped {
-					m.sendLocked(p)
+	flush := len(m.flushers) > 0
+	if flush {
+		t := m.clock.Now()
+		for _, rs := range m.round {
+			for i := range rs.p.out {
+				if o := &rs.p.out[i]; o.seq == rs.seq {
+					o.sent, o.deadline = t, t.Add(o.rto)
+					if !o.nextPoll.IsZero() {
+						o.nextPoll = m.firstPoll(rs.p, t)
+					}
 				}
-				return nil
-			}))
+			}
 		}
 	}
-	return []mobike.Event{m.resultLocked(p, false, 0, m.clock.Now())}
+	clear(m.round)
+	m.round = m.round[:0]
+	return flush
+}
+
+// flush has the batching transports send the queued probes.
+func (m *Manager) flush() {
+	for _, f := range m.flushers {
+		f.Flush()
+	}
 }
 
 // deliver is called by transports when a reply for p arrives.
@@ -343,34 +629,40 @@ func (m *Manager) deliver(p *prober, gen uint64, r Reply) {
 	}
 	m.cbs.Add(1)
 	defer m.cbs.Done()
-	i := slices.IndexFunc(p.out, func(o outstanding) bool {
-		return uint16(o.seq) == uint16(r.Seq) && bytes.Equal(o.nonce, r.Nonce)
-	})
-	if i < 0 {
-		m.mu.Unlock() // late, duplicate or forged
+	match := func(o outstanding) bool {
+		return uint16(o.seq) == uint16(r.Seq) && bytes.Equal(o.nonce[:o.nlen], r.Nonce)
+	}
+	late := false
+	var o outstanding
+	if i := slices.IndexFunc(p.out, match); i >= 0 {
+		o = p.out[i]
+		p.out = slices.Delete(p.out, i, i+1)
+	} else if i := slices.IndexFunc(p.late, match); i >= 0 && r.At.Sub(p.late[i].sent) < lateFor {
+		o, late = p.late[i], true
+		p.late = slices.Delete(p.late, i, i+1)
+	} else {
+		m.mu.Unlock() // duplicate, forged, or too late
 		return
 	}
-	o := p.out[i]
-	p.out = slices.Delete(p.out, i, i+1)
-	o.timer.Stop()
 	rtt := r.At.Sub(o.sent)
 	if r.Remote > 0 && r.Remote < rtt {
 		rtt -= r.Remote
 	}
 	rtt = max(rtt, 0)
-	if p.st.consec > 0 {
-		for _, t := range p.burst {
-			t.Stop()
-		}
-		p.burst = nil
-	}
+	m.endBurstLocked(p)
+	p.backoff = 0
 	backedOff := m.prof.BackoffAfter > 0 && p.st.consec >= m.prof.BackoffAfter
-	p.st.onReply(rtt, r.At)
+	if late {
+		p.st.onLateReply(rtt, r.At, o.loss)
+	} else {
+		p.st.onReply(rtt, r.At)
+	}
+	now := m.clock.Now()
 	if backedOff {
 		// The pair answers again: leave the dead-pair backoff at once, so a
 		// recovered pair is confirmed within one interval, not one backed-off
 		// interval (up to BackoffMax) later.
-		m.scheduleTickLocked(p, m.prof.nextInterval(p.profile, 0, m.rnd))
+		p.nextTick = now.Add(m.prof.nextInterval(p.profile, 0, m.rnd))
 	}
 	if r.NAT != mobike.NATUnknown {
 		if p.st.nat != r.NAT {
@@ -379,12 +671,21 @@ func (m *Manager) deliver(p *prober, gen uint64, r Reply) {
 		p.st.nat = r.NAT
 	}
 	ev := m.resultLocked(p, true, rtt, r.At)
+	m.requeueLocked(p)
+	m.armLocked(now)
 	m.mu.Unlock()
 	m.emit([]mobike.Event{ev})
 }
 
+func (m *Manager) statsLocked(p *prober) mobike.PathStats {
+	ps := p.st.snapshot()
+	ps.RTO = m.prof.timeout(p.st.srtt, p.st.rttvar, p.st.haveRTT, p.backoff)
+	ps.Confirming = p.confirming()
+	return ps
+}
+
 func (m *Manager) resultLocked(p *prober, ok bool, rtt time.Duration, at time.Time) mobike.Event {
-	return mobike.EvProbeResult{Pair: p.path.Pair, Method: p.method, OK: ok, RTT: rtt, At: at, Stats: p.st.snapshot()}
+	return mobike.EvProbeResult{Pair: p.path.Pair, Method: p.method, OK: ok, RTT: rtt, At: at, Stats: m.statsLocked(p)}
 }
 
 // PairStats is one prober's state in a Snapshot.
@@ -402,19 +703,20 @@ type Snapshot struct {
 	Pairs         []PairStats       // sorted by local, then remote address
 	UplinkBytes   map[string]uint64 // probe octets sent per uplink, headers included
 	EventsDropped uint64
+	Wakeups       uint64 // scheduler wake-ups since the start
 }
 
 // Stats returns a snapshot of every prober and the bytes sent per uplink.
 func (m *Manager) Stats() Snapshot {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	s := Snapshot{UplinkBytes: make(map[string]uint64, len(m.uplinkBytes)), EventsDropped: m.dropped.Load()}
+	s := Snapshot{UplinkBytes: make(map[string]uint64, len(m.uplinkBytes)), EventsDropped: m.dropped.Load(), Wakeups: m.wakeups}
 	for k, v := range m.uplinkBytes {
 		s.UplinkBytes[k] = v
 	}
 	for _, p := range m.probers {
 		s.Pairs = append(s.Pairs, PairStats{Pair: p.path.Pair, Method: p.method, Profile: p.profile,
-			Uplink: p.path.Uplink, LinkIdx: p.path.LinkIdx, Stats: p.st.snapshot()})
+			Uplink: p.path.Uplink, LinkIdx: p.path.LinkIdx, Stats: m.statsLocked(p)})
 	}
 	slices.SortFunc(s.Pairs, func(a, b PairStats) int {
 		if c := a.Pair.Local.Compare(b.Pair.Local); c != 0 {
@@ -425,8 +727,8 @@ func (m *Manager) Stats() Snapshot {
 	return s
 }
 
-// Close stops every prober, waits for callbacks and socket readers to finish
-// and closes the Events channel.
+// Close stops every prober (closing their sockets), waits for callbacks to
+// finish and closes the Events channel.
 func (m *Manager) Close() error {
 	m.mu.Lock()
 	if m.closed {
@@ -438,11 +740,12 @@ func (m *Manager) Close() error {
 		m.stopLocked(p)
 		delete(m.probers, pair)
 	}
+	if m.timer != nil {
+		m.timer.Stop()
+		m.timer = nil
+	}
 	m.mu.Unlock()
 	m.cbs.Wait()
-	for _, t := range m.owned {
-		t.wait()
-	}
 	for _, t := range m.transports {
 		if w, ok := t.(interface{ Wait() }); ok {
 			w.Wait()
@@ -450,4 +753,29 @@ func (m *Manager) Close() error {
 	}
 	close(m.events)
 	return nil
+}
+
+// proberQueue is a min-heap of probers by due time.
+type proberQueue []*prober
+
+func (q proberQueue) Len() int { return len(q) }
+func (q proberQueue) Less(i, j int) bool {
+	return q[i].due.Before(q[j].due)
+}
+func (q proberQueue) Swap(i, j int) {
+	q[i], q[j] = q[j], q[i]
+	q[i].qidx, q[j].qidx = i, j
+}
+func (q *proberQueue) Push(x any) {
+	p := x.(*prober)
+	p.qidx = len(*q)
+	*q = append(*q, p)
+}
+func (q *proberQueue) Pop() any {
+	old := *q
+	p := old[len(old)-1]
+	old[len(old)-1] = nil
+	*q = old[:len(old)-1]
+	p.qidx = -1
+	return p
 }

@@ -23,7 +23,7 @@ func newTestManager(t *testing.T, prof Profiles) (*Manager, *fakeClock, *fakeNet
 	if prof.Jitter == 0 {
 		prof.Jitter = -1
 	}
-	m := NewManager(Options{Clock: c, Profiles: prof, Transports: map[mobike.ProbeMethod]Transport{mobike.ProbeICMP: n, mobike.ProbeSTAMP: n}})
+	m := NewManager(Options{Clock: c, Profiles: prof, Coalesce: -1, Transports: map[mobike.ProbeMethod]Transport{mobike.ProbeICMP: n, mobike.ProbeSTAMP: n}})
 	t.Cleanup(func() { m.Close() })
 	return m, c, n
 }
@@ -95,42 +95,68 @@ func TestJitterSpreadsIntervals(t *testing.T) {
 	}
 }
 
-// blackholeDetection returns how long after the impairment the third
-// consecutive loss was reported.
-func blackholeDetection(t *testing.T, prof Profiles) time.Duration {
+// downVerdict is the core's consecutive-loss rule (mobike classify): K
+// losses in a row, and no confirmation burst in flight.
+func downVerdict(ev mobike.EvProbeResult, k int) bool {
+	return ev.Stats.ConsecLost >= k && !ev.Stats.Confirming
+}
+
+// blackholeDetection returns how long after the impairment the core's
+// down verdict (K = 3) became possible, and the events up to it.
+func blackholeDetection(t *testing.T, prof Profiles) (time.Duration, []mobike.EvProbeResult) {
 	m, c, n := newTestManager(t, prof)
 	start(t, m, pairA, "eth0", mobike.ProfileActive)
 	c.Advance(1030 * time.Millisecond) // mid-interval
 	drain(m)
 	tb := c.Now()
 	n.set(func(n *fakeNet) { n.drop = func(mobike.Pair, uint32) bool { return true } })
+	var seen []mobike.EvProbeResult
 	for range 5000 {
 		c.Advance(time.Millisecond)
 		for _, ev := range drain(m) {
 			if ev.OK {
 				t.Fatalf("reply after blackhole: %+v", ev)
 			}
-			if ev.Stats.ConsecLost >= 3 {
-				return ev.At.Sub(tb)
+			seen = append(seen, ev)
+			if downVerdict(ev, 3) {
+				return ev.At.Sub(tb), seen
 			}
 		}
 	}
-	t.Fatal("3 consecutive losses never reported")
-	return 0
+	t.Fatal("down verdict never possible")
+	return 0, nil
 }
 
+// TestBlackholeConfirmationBurst: with the defaults (adaptive timeout, 10ms
+// RTT, so the 100ms floor), the first miss starts a burst of 3 probes a third
+// of the timeout apart, each with the once backed-off timeout; the core may
+// declare the pair down when the last of them times out, whatever the
+// interval.
 func TestBlackholeConfirmationBurst(t *testing.T) {
 	p := DefaultProfiles()
-	got := blackholeDetection(t, Profiles{})
-	bound := 3*p.Active + p.Timeout // interval × K + timeout, K = 3
-	if got > bound {
-		t.Fatalf("3 losses after %v, bound %v", got, bound)
+	for _, interval := range []time.Duration{200 * time.Millisecond, time.Second} {
+		got, evs := blackholeDetection(t, Profiles{Active: interval})
+		// next probe ≤ interval after the blackhole; miss after 100ms; the
+		// last burst probe leaves 2×33ms later and times out after 200ms
+		rto := p.MinTimeout
+		bound := interval + rto + 2*(rto/3) + 2*rto
+		if got > bound || got < rto+2*(rto/3)+2*rto {
+			t.Errorf("interval %v: down verdict after %v, want ≤ %v", interval, got, bound)
+		}
+		last := evs[len(evs)-1]
+		if last.Stats.ConsecLost < 4 || last.Stats.RTO <= rto {
+			t.Errorf("interval %v: verdict event %+v: want ≥ 4 losses and a backed-off RTO", interval, last.Stats)
+		}
+		for _, ev := range evs[:len(evs)-1] {
+			if !ev.Stats.Confirming {
+				t.Errorf("interval %v: loss before the verdict without a burst in flight: %+v", interval, ev.Stats)
+			}
+		}
 	}
-	// without the burst the same blackhole takes ≈ 3 intervals + timeout
-	slow := blackholeDetection(t, Profiles{Burst: -1, Active: time.Second})
-	fast := blackholeDetection(t, Profiles{Active: time.Second})
-	if fast > time.Second+2*p.Timeout+p.BurstGap || slow < 2*time.Second {
-		t.Fatalf("1s interval: with burst %v, without %v", fast, slow)
+	// without the burst the same blackhole takes ≈ 3 intervals
+	slow, _ := blackholeDetection(t, Profiles{Burst: -1, Active: time.Second})
+	if slow < 2*time.Second {
+		t.Fatalf("1s interval without a burst: verdict after %v", slow)
 	}
 }
 
@@ -191,26 +217,6 @@ func TestNonceMustMatch(t *testing.T) {
 		if ev.OK {
 			t.Fatalf("reply with a wrong nonce counted: %+v", ev)
 		}
-	}
-}
-
-func TestAdaptiveTimeout(t *testing.T) {
-	// RTT 400ms > the 250ms floor: the first probe times out, then SRTT is
-	// unknown until a reply... so with a 500ms floor replies count, SRTT
-	// grows to 400ms and the timeout becomes 3×SRTT = 1.2s.
-	m, c, n := newTestManager(t, Profiles{Timeout: 500 * time.Millisecond})
-	n.set(func(n *fakeNet) { n.rtt = 400 * time.Millisecond })
-	start(t, m, pairA, "eth0", mobike.ProfileActive)
-	c.Advance(5 * time.Second)
-	n.set(func(n *fakeNet) { n.rtt = 900 * time.Millisecond }) // above the floor, below 3×SRTT
-	c.Advance(5 * time.Second)
-	for _, ev := range drain(m) {
-		if !ev.OK {
-			t.Fatalf("probe lost with adaptive timeout: %+v", ev)
-		}
-	}
-	if got := m.prof.timeout(1 * time.Second); got != 2*time.Second {
-		t.Fatalf("timeout cap %v", got)
 	}
 }
 

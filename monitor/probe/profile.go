@@ -5,9 +5,11 @@ import (
 	"time"
 
 	"github.com/mobiked/mobiked/mobike"
+	"github.com/mobiked/mobiked/policy"
 )
 
-// Profiles tunes probe pacing. Zero fields take the default written on them.
+// Profiles tunes probe pacing and timeouts. Zero fields take the default
+// written on them.
 type Profiles struct {
 	// Active is the probe interval on a pair an SA is on. Default 200ms.
 	Active time.Duration
@@ -19,18 +21,40 @@ type Profiles struct {
 	// Jitter spreads each interval uniformly by ±Jitter×interval so that
 	// probers do not synchronise. Default 0.1; negative disables it.
 	Jitter float64
-	// Timeout is the floor of the probe timeout; the timeout is
-	// max(Timeout, 3×SRTT), capped at MaxTimeout. Default 250ms.
+
+	// Timeout, when positive, is a fixed probe timeout for every pair (the
+	// config's probes.timeout override). Zero (the default) selects the
+	// adaptive timeout: per pair, the RFC 6298 retransmission timeout
+	// RTO = SRTT + max(G, 4×RTTVAR) with G = 1ms, clamped to
+	// [MinTimeout, MaxTimeout], InitialTimeout before the first RTT sample,
+	// and doubled per timeout of a loss streak (RFC 6298 (5.5)) until the
+	// next reply.
 	Timeout time.Duration
-	// MaxTimeout caps the adaptive timeout. Default 2s.
+	// MinTimeout is the floor of the adaptive timeout. Default 100ms.
+	MinTimeout time.Duration
+	// MaxTimeout is its ceiling. Default 2s.
 	MaxTimeout time.Duration
-	// Burst is the number of extra confirmation probes sent right after the
-	// first loss of a streak, BurstGap apart, so that a dead pair shows K
-	// consecutive losses after ≈ K×Timeout instead of K×interval.
-	// Default 2; negative disables the burst.
+	// InitialTimeout is the adaptive timeout before a pair's first reply.
+	// Default 1s (RFC 6298 (2.1)).
+	InitialTimeout time.Duration
+
+	// DownAfter is the core's K: the consecutive losses that make it declare
+	// a pair down (policy.PathPolicy.DownAfter; the daemon copies the
+	// config's probes.loss_threshold). The manager sizes confirmation bursts
+	// with it. Default policy.DefaultDownAfter.
+	DownAfter int
+	// Burst is the number of confirmation probes sent after the first loss
+	// of a streak, BurstGap apart, the first at once. While they are in
+	// flight a result carries PathStats.Confirming, and the core waits for
+	// the burst's evidence before it declares the pair down. Default
+	// DownAfter (a silent pair then shows ≥ DownAfter+1 consecutive losses
+	// within ≈ one backed-off timeout plus two gaps of the first miss);
+	// negative disables bursts.
 	Burst int
-	// BurstGap separates the confirmation probes. Default 20ms.
+	// BurstGap separates the confirmation probes. Default 0: a third of
+	// the pair's timeout.
 	BurstGap time.Duration
+
 	// BackoffAfter is the number of consecutive losses after which the
 	// interval doubles per further loss (a dead pair). Default 3.
 	BackoffAfter int
@@ -64,21 +88,27 @@ func (p Profiles) withDefaults() Profiles {
 	def(&p.Active, 200*time.Millisecond)
 	def(&p.Standby, time.Second)
 	def(&p.MeteredStandby, 10*time.Second)
-	def(&p.Timeout, 250*time.Millisecond)
+	p.Timeout = max(p.Timeout, 0)
+	def(&p.MinTimeout, 100*time.Millisecond)
 	def(&p.MaxTimeout, 2*time.Second)
-	def(&p.BurstGap, 20*time.Millisecond)
+	def(&p.InitialTimeout, time.Second)
+	p.MaxTimeout = max(p.MaxTimeout, p.MinTimeout)
+	p.InitialTimeout = min(max(p.InitialTimeout, p.MinTimeout), p.MaxTimeout)
+	p.BurstGap = max(p.BurstGap, 0)
 	def(&p.BackoffMax, 30*time.Second)
 	if p.Jitter == 0 {
 		p.Jitter = 0.1
 	}
 	p.Jitter = max(p.Jitter, 0)
-	defInt(&p.Burst, 2)
+	if p.DownAfter <= 0 {
+		p.DownAfter = policy.DefaultDownAfter
+	}
+	defInt(&p.Burst, p.DownAfter)
 	p.Burst = max(p.Burst, 0)
 	defInt(&p.BackoffAfter, 3)
 	defInt(&p.LossWindow, 100)
 	defInt(&p.RTTWindow, 100)
 	defInt(&p.LocationEvery, 10)
-	p.MaxTimeout = max(p.MaxTimeout, p.Timeout)
 	return p
 }
 
@@ -115,7 +145,42 @@ func jitter(d time.Duration, j float64, rnd *rand.Rand) time.Duration {
 	return time.Duration(float64(d) * f)
 }
 
-// timeout is max(Timeout, 3×SRTT) capped at MaxTimeout.
-func (p Profiles) timeout(srtt time.Duration) time.Duration {
-	return min(max(p.Timeout, 3*srtt), p.MaxTimeout)
+// rtoGranularity is G of RFC 6298 (2.2)/(2.3): the least margin over SRTT.
+const rtoGranularity = time.Millisecond
+
+// baseTimeout is the probe timeout of a pair with RTT estimate (srtt,
+// rttvar; have = at least one sample) before any backoff: the fixed
+// Timeout when set, else the RFC 6298 RTO clamped to [MinTimeout,
+// MaxTimeout].
+func (p Profiles) baseTimeout(srtt, rttvar time.Duration, have bool) time.Duration {
+	if p.Timeout > 0 {
+		return p.Timeout
+	}
+	if !have {
+		return p.InitialTimeout
+	}
+	rto := srtt + max(rtoGranularity, 4*rttvar)
+	return min(max(rto, p.MinTimeout), p.MaxTimeout)
+}
+
+// timeout is baseTimeout doubled backoff times (RFC 6298 (5.5)), capped at
+// MaxTimeout; a fixed Timeout never backs off.
+func (p Profiles) timeout(srtt, rttvar time.Duration, have bool, backoff int) time.Duration {
+	t := p.baseTimeout(srtt, rttvar, have)
+	if p.Timeout > 0 {
+		return t
+	}
+	for i := 0; i < backoff && t < p.MaxTimeout; i++ {
+		t *= 2
+	}
+	return min(t, p.MaxTimeout)
+}
+
+// burstGap is the spacing of confirmation probes on a pair whose base
+// timeout is base.
+func (p Profiles) burstGap(base time.Duration) time.Duration {
+	if p.BurstGap > 0 {
+		return p.BurstGap
+	}
+	return base / 3
 }

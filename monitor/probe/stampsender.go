@@ -4,9 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
-	"net"
 	"net/netip"
-	"sync"
 	"time"
 
 	"github.com/mobiked/mobiked/mobike"
@@ -27,7 +25,10 @@ import (
 // reflector's answer tells whether a NAT changed the source or destination.
 type stampEndpoint struct {
 	sock     *sharedSock
+	local    netip.AddrPort // the pair's source address and the socket's port
 	remote   netip.AddrPort
+	to       netip.AddrPort
+	oob      []byte // PKTINFO: source address and device
 	key      []byte
 	mode     STAMPMode
 	locEvery int
@@ -35,15 +36,12 @@ type stampEndpoint struct {
 	clock    Clock
 	deliver  func(Reply)
 	close    func() error
-
-	mu  sync.Mutex // guards buf
-	buf []byte
 }
 
 const stampNonceLenUnauth = 8
 
 func newSTAMPEndpoint(s *sharedSock, remote netip.AddrPort, key []byte, locEvery int, c Clock) *stampEndpoint {
-	e := &stampEndpoint{sock: s, remote: remote, key: key, locEvery: max(locEvery, 1), clock: c}
+	e := &stampEndpoint{sock: s, local: s.local, remote: remote, to: remote, key: key, locEvery: max(locEvery, 1), clock: c}
 	if len(key) > 0 {
 		e.mode = STAMPAuthenticated
 	}
@@ -81,22 +79,17 @@ func (e *stampEndpoint) encode(b []byte, seq uint32, nonce []byte, now time.Time
 	return AppendSender(b, &p, e.mode, e.key)
 }
 
+// Send queues the test packet; the transport's Flush sends it.
 func (e *stampEndpoint) Send(seq uint32, nonce []byte) (int, error) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	var err error
-	e.buf, err = e.encode(e.buf[:0], seq, nonce, e.clock.Now())
+	now := e.clock.Now()
+	n, err := e.sock.enqueue(e.to, e.oob, func(b []byte) ([]byte, error) { return e.encode(b, seq, nonce, now) })
 	if err != nil {
-		return 0, err
-	}
-	if _, err := e.sock.conn.WriteTo(e.buf, net.UDPAddrFromAddrPort(e.remote)); err != nil {
 		return 0, fmt.Errorf("probe: stamp send to %s: %w", e.remote, err)
 	}
-	return ipHeaderLen(e.remote.Addr()) + 8 + len(e.buf), nil
+	return ipHeaderLen(e.remote.Addr()) + 8 + n, nil
 }
 
-func (e *stampEndpoint) handle(b []byte) {
-	at := e.sock.now()
+func (e *stampEndpoint) handle(b []byte, at time.Time) {
 	r, ok := e.parseReply(b)
 	if !ok {
 		return
@@ -176,7 +169,7 @@ func (e *stampEndpoint) natVerdict(tlvs []TLV) mobike.NATVerdict {
 		if err != nil {
 			return mobike.NATUnknown
 		}
-		return compareLocation(loc, e.sock.local, e.remote)
+		return compareLocation(loc, e.local, e.remote)
 	}
 	return mobike.NATUnknown
 }

@@ -18,10 +18,17 @@ type pathStats struct {
 	outcomes []bool
 	next, n  int
 	lost     int
+	// pushes counts outcomes since the window was last cleared (epoch), so
+	// that a late reply can find its probe's loss again (lossMark).
+	pushes uint64
+	epoch  uint64
 
-	// rtts is a ring of the last len(rtts) RTT samples.
+	// rtts is a ring of the last len(rtts) RTT samples; sorted holds the
+	// same samples in order (kept incrementally: a result must not cost a
+	// sort).
 	rtts          []time.Duration
 	rttNext, rttN int
+	sorted        []time.Duration
 
 	srtt, rttvar time.Duration // RFC 6298 §2
 	haveRTT      bool
@@ -38,7 +45,9 @@ type pathStats struct {
 const outageStreak = 3
 
 func newPathStats(lossWindow, rttWindow int) *pathStats {
-	return &pathStats{outcomes: make([]bool, max(lossWindow, 1)), rtts: make([]time.Duration, max(rttWindow, 1))}
+	rttWindow = max(rttWindow, 1)
+	return &pathStats{outcomes: make([]bool, max(lossWindow, 1)), rtts: make([]time.Duration, rttWindow),
+		sorted: make([]time.Duration, 0, rttWindow)}
 }
 
 func (s *pathStats) onSent(bytes int) {
@@ -46,7 +55,11 @@ func (s *pathStats) onSent(bytes int) {
 	s.bytes += uint64(bytes)
 }
 
+// lossMark locates a loss in the window: its push number in an epoch.
+type lossMark struct{ epoch, push uint64 }
+
 func (s *pathStats) push(lost bool) {
+	s.pushes++
 	if s.n == len(s.outcomes) {
 		if s.outcomes[s.next] {
 			s.lost--
@@ -63,16 +76,53 @@ func (s *pathStats) push(lost bool) {
 
 // onReply records a matched reply with round-trip time rtt arriving at at.
 func (s *pathStats) onReply(rtt time.Duration, at time.Time) {
+	s.endStreak()
+	s.push(false)
+	s.sample(rtt, at)
+}
+
+// onLateReply records a reply that arrived after its probe had timed out
+// and been counted lost (at mark). The path delivered, only slower than the
+// timeout: the loss turns back into a delivery in the window (if it is still
+// there), the loss streak ends, and the RTT is a valid sample (each probe
+// carries its own nonce, so Karn's ambiguity does not arise), which lets the
+// timeout grow to a path that just became slower.
+func (s *pathStats) onLateReply(rtt time.Duration, at time.Time, mark lossMark) {
+	if mark.epoch == s.epoch && mark.push > 0 && s.pushes-mark.push < uint64(s.n) {
+		i := int((mark.push - 1) % uint64(len(s.outcomes)))
+		if s.outcomes[i] {
+			s.outcomes[i] = false
+			s.lost--
+		}
+	}
+	s.endStreak()
+	s.sample(rtt, at)
+}
+
+func (s *pathStats) endStreak() {
 	s.received++
 	if s.consec >= outageStreak {
 		// An outage just ended: its losses are history, not ongoing loss.
 		// Keeping them in the window would hold a recovered pair "lossy"
 		// for a whole window (100 probes = 100 s on a standby pair).
-		s.next, s.n, s.lost = 0, 0, 0
+		s.next, s.n, s.lost, s.pushes = 0, 0, 0, 0
+		s.epoch++
 	}
-	s.push(false)
 	s.consec = 0
-	s.lastReply = at
+}
+
+func (s *pathStats) sample(rtt time.Duration, at time.Time) {
+	if at.After(s.lastReply) {
+		s.lastReply = at
+	}
+	if s.rttN == len(s.rtts) {
+		old := s.rtts[s.rttNext]
+		if i, ok := slices.BinarySearch(s.sorted, old); ok {
+			s.sorted = slices.Delete(s.sorted, i, i+1)
+		}
+	}
+	i, _ := slices.BinarySearch(s.sorted, rtt)
+	s.sorted = slices.Insert(s.sorted, i, rtt)
 	s.rtts[s.rttNext] = rtt
 	s.rttNext = (s.rttNext + 1) % len(s.rtts)
 	s.rttN = min(s.rttN+1, len(s.rtts))
@@ -90,10 +140,11 @@ func (s *pathStats) onReply(rtt time.Duration, at time.Time) {
 	s.lastRTT = rtt
 }
 
-// onLoss records a probe that timed out.
-func (s *pathStats) onLoss() {
+// onLoss records a probe that timed out; the mark finds it again.
+func (s *pathStats) onLoss() lossMark {
 	s.push(true)
 	s.consec++
+	return lossMark{epoch: s.epoch, push: s.pushes}
 }
 
 func abs(d time.Duration) time.Duration {
@@ -122,13 +173,6 @@ func (s *pathStats) snapshot() mobike.PathStats {
 	if s.n > 0 {
 		ps.LossRatio = float64(s.lost) / float64(s.n)
 	}
-	if s.rttN > 0 {
-		sorted := slices.Clone(s.rtts[:s.rttN])
-		if s.rttN == len(s.rtts) {
-			sorted = slices.Clone(s.rtts)
-		}
-		slices.Sort(sorted)
-		ps.RTTP50, ps.RTTP95 = percentile(sorted, 50), percentile(sorted, 95)
-	}
+	ps.RTTP50, ps.RTTP95 = percentile(s.sorted, 50), percentile(s.sorted, 95)
 	return ps
 }

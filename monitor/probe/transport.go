@@ -17,9 +17,12 @@ type Path struct {
 // if Seq matches an outstanding probe (compared on the low 16 bits, which is
 // all ICMP carries) and Nonce equals that probe's nonce.
 type Reply struct {
-	Seq   uint32
+	Seq uint32
+	// Nonce is the probe's randomness as echoed; it may alias the
+	// transport's receive buffer, so it is valid only during the deliver
+	// call.
 	Nonce []byte
-	At    time.Time // arrival time on the Manager's clock
+	At    time.Time // arrival time on the Manager's clock (kernel receive time when known)
 	// Remote is the time the reply spent at the far end (STAMP T3−T2); it is
 	// subtracted from the RTT.
 	Remote time.Duration
@@ -36,10 +39,33 @@ type Transport interface {
 
 // Endpoint sends the probes of one pair.
 type Endpoint interface {
-	// NonceLen is the number of random octets each probe carries.
+	// NonceLen is the number of random octets each probe carries (at most
+	// MaxNonceLen).
 	NonceLen() int
-	// Send transmits probe seq carrying nonce and returns the octets put on
-	// the wire, IP and ICMP/UDP headers included.
+	// Send transmits probe seq carrying nonce (or queues it until the
+	// transport's Flush) and returns the octets it puts on the wire, IP and
+	// ICMP/UDP headers included. nonce is valid only during the call.
 	Send(seq uint32, nonce []byte) (int, error)
 	Close() error
+}
+
+// MaxNonceLen bounds Endpoint.NonceLen.
+const MaxNonceLen = 16
+
+// Flusher is implemented by transports that queue the probes of a scheduler
+// round and send them together (one sendmmsg per socket): the Manager calls
+// Flush at the end of every round in which it called Send, right after
+// stamping the round's probes with their send time and releasing its lock
+// (Flush may run concurrently with deliveries and with another Flush).
+type Flusher interface {
+	Flush()
+}
+
+// Poller is implemented by transports whose replies wait in their sockets
+// until read: the Manager calls Poll at the start of every scheduler round
+// in which a probe of theirs is in flight, before it judges any timeout, and
+// schedules rounds when replies are expected. Poll reads without blocking and
+// delivers what it finds; the Manager's lock is not held.
+type Poller interface {
+	Poll()
 }
