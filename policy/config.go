@@ -236,7 +236,10 @@ type Probes struct {
 	ActiveInterval         time.Duration // default 200ms
 	StandbyInterval        time.Duration // default 1s
 	MeteredStandbyInterval time.Duration // default 10s
-	// Timeout is how long a probe waits for its reply. Default 1s.
+	// Timeout, when set, is a fixed time a probe waits for its reply (an
+	// override). Default 0: adaptive per pair, the RFC 6298 retransmission
+	// timeout SRTT + 4×RTTVAR within 100ms..2s (1s before the first reply),
+	// doubled per timeout until the next reply (monitor/probe Profiles).
 	Timeout time.Duration
 	// LossThreshold (K) is the number of consecutive losses that declare a
 	// pair down. Default DefaultDownAfter (3).
@@ -293,7 +296,6 @@ func Default() *Config {
 			ActiveInterval:         200 * time.Millisecond,
 			StandbyInterval:        time.Second,
 			MeteredStandbyInterval: 10 * time.Second,
-			Timeout:                time.Second,
 			LossThreshold:          DefaultDownAfter,
 		},
 		Steering: Steering{
@@ -456,7 +458,8 @@ func (c *Config) validate(v *validator) {
 			v.addf(d.field, "interval %s is below the minimum %s", d.val, MinProbeInterval)
 		}
 	}
-	if p.Timeout <= 0 {
+	// 0 is the adaptive default; written in a file, it must be positive
+	if _, given := v.pos["probes.timeout"]; p.Timeout < 0 || given && p.Timeout == 0 {
 		v.addf("probes.timeout", "timeout must be positive, got %s", p.Timeout)
 	}
 	if p.LossThreshold < 1 || p.LossThreshold > MaxLossThreshold {

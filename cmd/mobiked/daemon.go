@@ -78,7 +78,8 @@ func probeProfiles(cfg *policy.Config) probe.Profiles {
 		Active:         cfg.Probes.ActiveInterval,
 		Standby:        cfg.Probes.StandbyInterval,
 		MeteredStandby: cfg.Probes.MeteredStandbyInterval,
-		Timeout:        cfg.Probes.Timeout,
+		Timeout:        cfg.Probes.Timeout, // 0 = adaptive
+		DownAfter:      cfg.Probes.LossThreshold,
 	}
 }
 
@@ -221,6 +222,10 @@ func (d *daemon) reload(ctx context.Context) {
 // Execute carries out one action of the core (runloop.Executor).
 func (d *daemon) Execute(ctx context.Context, now time.Time, a mobike.Action) []mobike.Event {
 	switch a := a.(type) {
+	case mobike.ActProbeConfirm:
+		if err := d.probes.Apply(a); err != nil {
+			d.log.Warn("probe action failed", "action", fmt.Sprintf("%T", a), "err", err)
+		}
 	case mobike.ActProbeStart, mobike.ActProbeStop:
 		d.metrics.probes.absorb(d.probes.Stats()) // before a prober goes away
 		if err := d.probes.Apply(a); err != nil {
