@@ -26,7 +26,8 @@ commands:
   up [--nat-b] [--dpd 5s] [--controller] [--no-sa]   build the lab, start charons, establish the SA
   down                                               remove everything the lab made
   status [--json]                                    namespaces, charons, SAs
-  impair --path a|b|gw1|gw2 (--blackhole | --loss PCT | --link-down | --link-up | --nat on|off | --restore)
+  impair --path a|b|gw1|gw2 (--blackhole | --loss PCT | --delay D [--jitter J] | --link-down | --link-up |
+         --nat on|off | --restore)                   loss and delay apply to each direction
   ping [--count N] [--interval 10ms]                 tunnel ping from mn's virtual IP to 10.9.0.1
   exec NODE -- CMD...                                run CMD in NAME-NODE (mn, r, gw) with its strongswan.conf
   demo                                               show charon alone against a silent blackhole
@@ -36,6 +37,7 @@ every command accepts --name NAME (default mlab)
 `
 
 func main() {
+	lab.ServeDelayLineIfAsked() // the lab re-executes this binary as a path's delay line
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
@@ -193,7 +195,9 @@ func cmdImpair(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs, name := newFlags("impair", stderr)
 	path := fs.String("path", "", "a, b (mn's uplinks), gw1, gw2 (the gateway's addresses)")
 	bh := fs.Bool("blackhole", false, "silently drop both directions")
-	loss := fs.Int("loss", -1, "drop PCT % of packets")
+	loss := fs.Float64("loss", -1, "drop PCT % of packets in each direction (0.1 % steps)")
+	delay := fs.Duration("delay", -1, "delay each direction by D (a user-space delay line in the router; 0 removes it)")
+	jitter := fs.Duration("jitter", 0, "with --delay: spread each packet's delay uniformly by ± J")
 	down := fs.Bool("link-down", false, "set the link down")
 	up := fs.Bool("link-up", false, "set the link up")
 	nat := fs.String("nat", "", "on|off: masquerade the uplink")
@@ -229,8 +233,17 @@ func cmdImpair(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if *restore {
 		imps = append(imps, lab.Impairment{Kind: lab.Restore})
 	}
+	if *delay >= 0 {
+		imps = append(imps, lab.Impairment{})
+	}
 	if len(imps) != 1 {
-		return usageError{errors.New("give exactly one of --blackhole, --loss, --link-down, --link-up, --nat, --restore")}
+		return usageError{errors.New("give exactly one of --blackhole, --loss, --delay, --link-down, --link-up, --nat, --restore")}
+	}
+	if *jitter != 0 && *delay < 0 {
+		return usageError{errors.New("--jitter needs --delay")}
+	}
+	if *delay >= 0 && (*jitter < 0 || *jitter > *delay || *delay+*jitter > lab.MaxDelay) {
+		return usageError{fmt.Errorf("--delay %s --jitter %s: want 0 ≤ jitter ≤ delay and delay + jitter ≤ %s", *delay, *jitter, lab.MaxDelay)}
 	}
 	valid := false
 	for _, p := range lab.Paths {
@@ -242,6 +255,13 @@ func cmdImpair(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	l, err := lab.Open(*name)
 	if err != nil {
 		return err
+	}
+	if *delay >= 0 {
+		if err := l.SetDelay(ctx, *path, *delay, *jitter); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "path %s: delay %s ± %s each way\n", *path, *delay, *jitter)
+		return nil
 	}
 	if err := l.Impair(ctx, *path, imps[0]); err != nil {
 		return err

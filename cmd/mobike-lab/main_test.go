@@ -5,7 +5,14 @@ import (
 	"os"
 	"strings"
 	"testing"
+
+	"github.com/mobiked/mobiked/cmd/mobike-lab/lab"
 )
+
+func TestMain(m *testing.M) {
+	lab.ServeDelayLineIfAsked() // the bench's slowpath re-executes the test binary as a delay line
+	os.Exit(m.Run())
+}
 
 func TestCLIBadInput(t *testing.T) {
 	tests := []struct {

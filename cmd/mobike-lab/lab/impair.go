@@ -15,7 +15,7 @@ type ImpairKind uint8
 const (
 	Restore   ImpairKind = iota // remove every impairment of the path
 	Blackhole                   // silently drop both directions, links stay up
-	Loss                        // drop LossPct % of packets in both directions
+	Loss                        // drop LossPct % of packets in each direction
 	LinkDown                    // set the path's link down
 	LinkUp                      // set it up again (and restore its routes)
 	NATOn                       // masquerade the path's traffic towards the gateway
@@ -45,7 +45,7 @@ func (k ImpairKind) String() string {
 // Impairment of one path.
 type Impairment struct {
 	Kind    ImpairKind `json:"kind"`
-	LossPct int        `json:"loss_pct,omitempty"`
+	LossPct float64    `json:"loss_pct,omitempty"` // each direction, 0.1 % steps
 }
 
 // Paths that can be impaired: mn's uplinks a and b, the gateway's addresses
@@ -87,13 +87,16 @@ func (l *Lab) Impair(ctx context.Context, path string, imp Impairment) error {
 		}
 	case Loss:
 		if imp.LossPct < 0 || imp.LossPct > 100 {
-			return fmt.Errorf("lab: loss %d%% out of range 0-100", imp.LossPct)
+			return fmt.Errorf("lab: loss %g%% out of range 0-100", imp.LossPct)
 		}
 		l.St.Impair[path] = imp
 	case Blackhole:
 		l.St.Impair[path] = imp
 	case Restore:
 		delete(l.St.Impair, path)
+		if err := l.clearDelay(ctx, path); err != nil {
+			return err
+		}
 		if err := l.writeFirewall(ctx); err != nil {
 			return err
 		}
@@ -175,9 +178,10 @@ func (l *Lab) writeFirewall(ctx context.Context) error {
 				drops = append(drops, fmt.Sprintf("iifname %q drop", ifn), fmt.Sprintf("oifname %q drop", ifn))
 				continue
 			}
+			permille := int(imp.LossPct*10 + 0.5)
 			drops = append(drops,
-				fmt.Sprintf("iifname %q numgen random mod 100 < %d drop", ifn, imp.LossPct),
-				fmt.Sprintf("oifname %q numgen random mod 100 < %d drop", ifn, imp.LossPct))
+				fmt.Sprintf("iifname %q numgen random mod 1000 < %d drop", ifn, permille),
+				fmt.Sprintf("oifname %q numgen random mod 1000 < %d drop", ifn, permille))
 		}
 	}
 	for _, chain := range []string{"forward", "input", "output"} {

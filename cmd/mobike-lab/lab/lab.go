@@ -90,6 +90,7 @@ type State struct {
 	DPD        string                 `json:"dpd"`
 	Controller bool                   `json:"controller"`
 	Impair     map[string]Impairment  `json:"impair,omitempty"`
+	Delays     map[string]DelayLine   `json:"delays,omitempty"`
 	Pids       map[string]int         `json:"pids,omitempty"`
 	Extra      int                    `json:"extra_conns,omitempty"`
 	Meta       map[string]interface{} `json:"meta,omitempty"`

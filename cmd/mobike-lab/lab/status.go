@@ -57,7 +57,17 @@ func (l *Lab) Status(ctx context.Context) (*Status, error) {
 	for p, imp := range l.St.Impair {
 		s := imp.Kind.String()
 		if imp.Kind == Loss {
-			s += fmt.Sprintf(" %d%%", imp.LossPct)
+			s += fmt.Sprintf(" %g%%", imp.LossPct)
+		}
+		st.Impairments[p] = s
+	}
+	for p, dl := range l.St.Delays {
+		s := fmt.Sprintf("delay %s", dl.Delay)
+		if dl.Jitter > 0 {
+			s += fmt.Sprintf(" ± %s", dl.Jitter)
+		}
+		if o := st.Impairments[p]; o != "" {
+			s = o + ", " + s
 		}
 		st.Impairments[p] = s
 	}
