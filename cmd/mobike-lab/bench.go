@@ -60,6 +60,19 @@ var scenarios = []scenario{
 		}
 		return r.sleep(ctx, 10*time.Second)
 	}},
+	{name: "slowpath", desc: "the active uplink becomes a 300 ms ± 50 ms path (no move wanted)", act: func(ctx context.Context, r *benchRun) error {
+		// 150 ms ± 25 ms each way, a user-space delay line in the router
+		if err := r.delay(ctx, "a", 150*time.Millisecond, 25*time.Millisecond, "a 300±50ms RTT"); err != nil {
+			return err
+		}
+		return r.sleep(ctx, 30*time.Second)
+	}},
+	{name: "loss5", desc: "5 % round-trip loss on the active uplink (2.5 % each way; no move wanted)", act: func(ctx context.Context, r *benchRun) error {
+		if err := r.impair(ctx, "a", lab.Impairment{Kind: lab.Loss, LossPct: 2.5}, true, "a 5% loss"); err != nil {
+			return err
+		}
+		return r.sleep(ctx, 30*time.Second)
+	}},
 	{name: "failback", desc: "the preferred uplink returns after a failover", act: func(ctx context.Context, r *benchRun) error {
 		if err := r.impair(ctx, "a", lab.Impairment{Kind: lab.LinkDown}, false, "a link down"); err != nil {
 			return err
@@ -124,7 +137,7 @@ var scenarios = []scenario{
 }
 
 // allScenarios are the names --scenario accepts.
-var allScenarios = []string{"linkdown", "blackhole", "gwfail", "loss30", "failback", "flap", "natmove", "scale"}
+var allScenarios = []string{"linkdown", "blackhole", "gwfail", "loss30", "slowpath", "loss5", "failback", "flap", "natmove", "scale"}
 
 // defaultScenarios run when --scenario is not given: all but scale, whose
 // setup of 1 000 SAs alone takes minutes per mode on a 2-core machine (run it
@@ -143,7 +156,7 @@ type benchConfig struct {
 	modes      []Mode
 	mobikedBin string
 	config     string // mobiked YAML; "" = lab.LabMobikedConfig
-	profile    string
+	profile    string // "lab", "defaults" (no config file) or the config file's name
 	lead       time.Duration
 	logDir     string // keep mobiked's and charon's logs here
 	out        io.Writer
@@ -161,6 +174,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	sas := fs.Int("sas", 1000, "IKE SAs of the scale scenario")
 	modes := fs.String("modes", "charon,mobiked", "modes to run: charon, mobiked or both")
 	cfgFile := fs.String("mobiked-config", "", "mobiked configuration YAML (default: the lab's)")
+	profile := fs.String("profile", "lab", "mobiked's configuration: lab (the lab's tuned config) or defaults (no config file at all)")
 	logDir := fs.String("logs", "", "keep each run's mobiked and charon logs in DIR")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -192,6 +206,16 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		default:
 			return usageError{fmt.Errorf("unknown mode %q (want charon or mobiked)", m)}
 		}
+	}
+	switch *profile {
+	case "lab":
+	case "defaults":
+		if *cfgFile != "" {
+			return usageError{errors.New("--profile defaults runs mobiked without a config file: drop --mobiked-config")}
+		}
+		cfg.profile = "defaults"
+	default:
+		return usageError{fmt.Errorf("unknown profile %q (want lab or defaults)", *profile)}
 	}
 	if *cfgFile != "" {
 		b, err := os.ReadFile(*cfgFile)
@@ -228,8 +252,8 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 					rm.Note, rm.Failed = "run failed: "+err.Error(), true
 					failed++
 				}
-				fmt.Fprintf(stdout, "   outage %.3fs lost %d recovered %v SA survived %v moves %d confirm %s probe %d B path %s %s\n",
-					rm.OutageS, rm.Lost, rm.Recovered, rm.SASurvived, rm.Moves, fmtPtr(rm.ConfirmS), rm.ProbeBytes, rm.Path, rm.Note)
+				fmt.Fprintf(stdout, "   outage %.3fs lost %d recovered %v SA survived %v moves %d confirm %s probe %d B (active pair %.0f B/s) path %s load %s %s\n",
+					rm.OutageS, rm.Lost, rm.Recovered, rm.SASurvived, rm.Moves, fmtPtr(rm.ConfirmS), rm.ProbeBytes, rm.ProbeBpsActive, rm.Path, rm.Load, rm.Note)
 				if i == 0 {
 					label := "charon alone (DPD 5 s)"
 					if m == ModeMobiked {
@@ -323,6 +347,17 @@ func (r *benchRun) impair(ctx context.Context, path string, imp lab.Impairment, 
 	return nil
 }
 
+// delay puts a delay line on path and marks it as the impairment.
+func (r *benchRun) delay(ctx context.Context, path string, d, jitter time.Duration, label string) error {
+	at := time.Now()
+	if err := r.l.SetDelay(ctx, path, d, jitter); err != nil {
+		return err
+	}
+	r.ref = at
+	r.marks = append(r.marks, mark{T: at.Sub(r.pingT0).Seconds(), Kind: "impair", Label: label})
+	return nil
+}
+
 // waitOffA waits until the lab SA left uplink a (best effort: charon alone
 // may never move).
 func (r *benchRun) waitOffA(ctx context.Context, timeout time.Duration) {
@@ -357,6 +392,9 @@ func runScenario(ctx context.Context, cfg benchConfig, sc scenario, m Mode, run 
 	if m == ModeMobiked {
 		o.Controller, o.ControllerConf = true, deploy.MobikedConf
 		o.StartController = func(ctx context.Context, l *lab.Lab) (int, error) {
+			if cfg.profile == "defaults" {
+				return l.StartMobikedZeroConfig(ctx, cfg.mobikedBin)
+			}
 			return l.StartMobiked(ctx, cfg.mobikedBin, cfg.config)
 		}
 	}
@@ -390,7 +428,10 @@ func runScenario(ctx context.Context, cfg benchConfig, sc scenario, m Mode, run 
 		fmt.Fprintf(cfg.out, "   %d of %d extra SAs established in %.1fs\n", up, cfg.sas, setup.Seconds())
 	}
 	if m == ModeMobiked {
-		if err := waitOperational(ctx, l, 4, 20*time.Second); err != nil {
+		// failover must be possible: a working pair from each uplink (the
+		// lab config knows the gateway's 4 addresses, zero-config only the
+		// connection's one)
+		if err := waitFailoverReady(ctx, l, 20*time.Second); err != nil {
 			return rm, err
 		}
 	}
@@ -420,8 +461,16 @@ func runScenario(ctx context.Context, cfg benchConfig, sc scenario, m Mode, run 
 	var cpu0 lab.ProcStats
 	mpid := l.St.Pids["mobiked"]
 	actErr := func() error {
+		var p0 []control.PathRow
+		var t0 time.Time
+		if m == ModeMobiked {
+			p0, t0 = activePaths(ctx, l), time.Now()
+		}
 		if err := r.sleep(ctx, cfg.lead); err != nil {
 			return err
+		}
+		if m == ModeMobiked {
+			rm.ProbeBpsActive = activeBps(p0, activePaths(ctx, l), time.Since(t0))
 		}
 		if mpid > 0 {
 			cpu0, _ = lab.ReadProcStats(mpid)
@@ -557,23 +606,24 @@ func startScaleSAs(ctx context.Context, l *lab.Lab, n int, out io.Writer) (int, 
 	}
 }
 
-// waitOperational waits until mobiked reports n operational pairs.
-func waitOperational(ctx context.Context, l *lab.Lab, n int, timeout time.Duration) error {
+// waitFailoverReady waits until mobiked reports an operational IPv4 pair
+// from each of mn's uplinks, whatever pairs its configuration makes it know.
+func waitFailoverReady(ctx context.Context, l *lab.Lab, timeout time.Duration) error {
 	c := control.NewClient(l.MobikedSocket())
 	deadline := time.Now().Add(timeout)
 	for {
 		ps, err := c.Paths(ctx)
-		ok := 0
+		ready := map[string]bool{}
 		for _, p := range ps {
 			if p.State == "operational" {
-				ok++
+				ready[p.Local] = true
 			}
 		}
-		if err == nil && ok >= n {
+		if err == nil && ready[lab.MNAddrA.String()] && ready[lab.MNAddrB.String()] {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("mobiked: %d of %d pairs operational after %s (%v); see %s", ok, n, timeout, err, l.MobikedLog())
+			return fmt.Errorf("mobiked: no operational pair from both uplinks after %s (%d pairs, %v); see %s", timeout, len(ps), err, l.MobikedLog())
 		}
 		select {
 		case <-ctx.Done():
@@ -581,6 +631,31 @@ func waitOperational(ctx context.Context, l *lab.Lab, n int, timeout time.Durati
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// activePaths returns mobiked's pairs (nil when it does not answer).
+func activePaths(ctx context.Context, l *lab.Lab) []control.PathRow {
+	ps, _ := control.NewClient(l.MobikedSocket()).Paths(ctx)
+	return ps
+}
+
+// activeBps is the probe bytes per second of the pairs that carried the SA
+// (active) at both samples, over d.
+func activeBps(before, after []control.PathRow, d time.Duration) float64 {
+	b0 := map[[2]string]control.PathRow{}
+	for _, p := range before {
+		b0[[2]string{p.Local, p.Remote}] = p
+	}
+	var bytes uint64
+	for _, p := range after {
+		if q, ok := b0[[2]string{p.Local, p.Remote}]; ok && p.Active && q.Active && p.BytesSent >= q.BytesSent {
+			bytes += p.BytesSent - q.BytesSent
+		}
+	}
+	if d <= 0 {
+		return 0
+	}
+	return float64(bytes) / d.Seconds()
 }
 
 // keepLogs copies the run's mobiked and mn charon logs into dir (best effort).

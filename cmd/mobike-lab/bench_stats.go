@@ -23,24 +23,27 @@ const (
 
 // RunMetrics are the measurements of one run of one scenario in one mode.
 type RunMetrics struct {
-	OutageS    float64  `json:"outage_s"`           // longest gap between tunnel ping replies after the impairment
-	Lost       int      `json:"lost"`               // echo requests without reply sent at or after the impairment
-	SASurvived bool     `json:"sa_survived"`        // the same IKE SA is established at the end
-	Moves      int      `json:"moves"`              // ike-updates of the SA that changed its endpoints
-	ConfirmS   *float64 `json:"confirm_s"`          // impairment → first confirming ike-update; null when none
-	ProbeBytes uint64   `json:"probe_bytes"`        // mobiked's probe bytes during the run
-	Recovered  bool     `json:"recovered"`          // tunnel replies flow at the end of the run
-	Failed     bool     `json:"failed,omitempty"`   // the run could not be measured (see note)
-	Path       string   `json:"path,omitempty"`     // uplinks the SA used, e.g. "a>b>a"
-	Note       string   `json:"note,omitempty"`     // e.g. "no recovery within 30s"
-	Scale      *Scale   `json:"scale,omitempty"`    // the scale scenario only
-	Load       string   `json:"loadavg,omitempty"`  // /proc/loadavg at the end of the run
-	Profile    string   `json:"profile,omitempty"`  // mobiked config used ("lab" or a file)
-	Samples    []sample `json:"-"`                  // for the SVG
-	Marks      []mark   `json:"-"`                  // for the SVG
-	WindowS    float64  `json:"window_s,omitempty"` // seconds watched after the impairment
-	ImpairAtS  float64  `json:"-"`                  // impairment time since the ping started
-	Extra      []string `json:"extra_notes,omitempty"`
+	OutageS    float64  `json:"outage_s"`    // longest gap between tunnel ping replies after the impairment
+	Lost       int      `json:"lost"`        // echo requests without reply sent at or after the impairment
+	SASurvived bool     `json:"sa_survived"` // the same IKE SA is established at the end
+	Moves      int      `json:"moves"`       // ike-updates of the SA that changed its endpoints
+	ConfirmS   *float64 `json:"confirm_s"`   // impairment → first confirming ike-update; null when none
+	ProbeBytes uint64   `json:"probe_bytes"` // mobiked's probe bytes during the run
+	// ProbeBpsActive is the probe bytes per second of the pair the SA is on,
+	// over the lead before the impairment (steady state).
+	ProbeBpsActive float64  `json:"probe_bps_active,omitempty"`
+	Recovered      bool     `json:"recovered"`          // tunnel replies flow at the end of the run
+	Failed         bool     `json:"failed,omitempty"`   // the run could not be measured (see note)
+	Path           string   `json:"path,omitempty"`     // uplinks the SA used, e.g. "a>b>a"
+	Note           string   `json:"note,omitempty"`     // e.g. "no recovery within 30s"
+	Scale          *Scale   `json:"scale,omitempty"`    // the scale scenario only
+	Load           string   `json:"loadavg,omitempty"`  // /proc/loadavg at the end of the run
+	Profile        string   `json:"profile,omitempty"`  // mobiked config used ("lab" or a file)
+	Samples        []sample `json:"-"`                  // for the SVG
+	Marks          []mark   `json:"-"`                  // for the SVG
+	WindowS        float64  `json:"window_s,omitempty"` // seconds watched after the impairment
+	ImpairAtS      float64  `json:"-"`                  // impairment time since the ping started
+	Extra          []string `json:"extra_notes,omitempty"`
 }
 
 // Scale are the scale scenario's extra results.
@@ -103,6 +106,7 @@ type Summary struct {
 	ConfirmMed, ConfirmWorst float64 // NaN when no run confirmed
 	Confirmed                int
 	ProbeMed                 float64
+	ProbeBpsActiveMed        float64 // NaN when no run measured it
 }
 
 // median of xs (NaN when empty); xs is not modified.
@@ -130,7 +134,7 @@ func worst(xs []float64) float64 {
 
 func summarize(runs []RunMetrics) Summary {
 	var s Summary
-	var out, lost, moves, conf, probe []float64
+	var out, lost, moves, conf, probe, bps []float64
 	for _, r := range runs {
 		if r.Failed {
 			s.Failed++
@@ -141,6 +145,9 @@ func summarize(runs []RunMetrics) Summary {
 		lost = append(lost, float64(r.Lost))
 		moves = append(moves, float64(r.Moves))
 		probe = append(probe, float64(r.ProbeBytes))
+		if r.ProbeBpsActive > 0 {
+			bps = append(bps, r.ProbeBpsActive)
+		}
 		if r.ConfirmS != nil {
 			conf = append(conf, *r.ConfirmS)
 			s.Confirmed++
@@ -157,6 +164,7 @@ func summarize(runs []RunMetrics) Summary {
 	s.MovesMed, s.MovesWorst = median(moves), worst(moves)
 	s.ConfirmMed, s.ConfirmWorst = median(conf), worst(conf)
 	s.ProbeMed = median(probe)
+	s.ProbeBpsActiveMed = median(bps)
 	return s
 }
 
@@ -190,7 +198,7 @@ func fmtN(v float64) string {
 // the mobiked/charon outage ratio.
 func writeTable(w io.Writer, results []ScenarioResult) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "scenario\tmode\truns\trecovered\toutage s med/worst\tlost med/worst\tSA survived\tmoves med/max\tconfirm s med/worst\tprobe B med\tratio")
+	fmt.Fprintln(tw, "scenario\tmode\truns\trecovered\toutage s med/worst\tlost med/worst\tSA survived\tmoves med/max\tconfirm s med/worst\tprobe B med\tactive pair B/s\tratio")
 	bySc := map[string]map[Mode]Summary{}
 	var order []string
 	for _, r := range results {
@@ -216,10 +224,14 @@ func writeTable(w io.Writer, results []ScenarioResult) error {
 			if s.Failed > 0 {
 				runs += fmt.Sprintf(" (+%d failed)", s.Failed)
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%d/%d\t%s / %s\t%s / %s\t%d/%d\t%s / %s\t%s / %s\t%s\t%s\n",
+			bps := "-"
+			if !math.IsNaN(s.ProbeBpsActiveMed) {
+				bps = fmt.Sprintf("%.0f", s.ProbeBpsActiveMed)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d/%d\t%s / %s\t%s / %s\t%d/%d\t%s / %s\t%s / %s\t%s\t%s\t%s\n",
 				name, m, runs, s.Recovered, s.Runs, fmtS(s.OutageMed), fmtS(s.OutageWorst),
 				fmtN(s.LostMed), fmtN(s.LostWorst), s.Survived, s.Runs, fmtN(s.MovesMed), fmtN(s.MovesWorst),
-				fmtS(s.ConfirmMed), fmtS(s.ConfirmWorst), fmtN(s.ProbeMed), ratio)
+				fmtS(s.ConfirmMed), fmtS(s.ConfirmWorst), fmtN(s.ProbeMed), bps, ratio)
 		}
 	}
 	return tw.Flush()
@@ -237,6 +249,9 @@ func writeNotes(w io.Writer, results []ScenarioResult) {
 				parts = append(parts, run.Note)
 			}
 			parts = append(parts, run.Extra...)
+			if run.Load != "" {
+				parts = append(parts, "load "+run.Load)
+			}
 			if sc := run.Scale; sc != nil {
 				all := "not all moved"
 				if sc.AllMovedS != nil {

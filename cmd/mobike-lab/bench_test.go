@@ -171,8 +171,8 @@ func sampleReport() Report {
 				{OutageS: 30, Lost: 2990, SASurvived: true, Note: "no recovery within 30 s", Path: "a", WindowS: 30},
 			}},
 			{Name: "blackhole", Mode: ModeMobiked, Runs: []RunMetrics{
-				{OutageS: 0.8, Lost: 75, SASurvived: true, Moves: 1, ConfirmS: ptr(0.71), ProbeBytes: 4200, Recovered: true, Path: "a>b", Profile: "lab"},
-				{OutageS: 0.9, Lost: 85, SASurvived: true, Moves: 1, ConfirmS: ptr(0.81), ProbeBytes: 4400, Recovered: true, Path: "a>b", Profile: "lab"},
+				{OutageS: 0.8, Lost: 75, SASurvived: true, Moves: 1, ConfirmS: ptr(0.71), ProbeBytes: 4200, ProbeBpsActive: 220, Recovered: true, Path: "a>b", Profile: "lab", Load: "0.50 0.40 0.30"},
+				{OutageS: 0.9, Lost: 85, SASurvived: true, Moves: 1, ConfirmS: ptr(0.81), ProbeBytes: 4400, ProbeBpsActive: 224, Recovered: true, Path: "a>b", Profile: "lab", Load: "1.50 0.40 0.30"},
 			}},
 			{Name: "linkdown", Mode: ModeCharon, Runs: []RunMetrics{{OutageS: 0.2, Lost: 15, SASurvived: true, Moves: 1, ConfirmS: ptr(0.12), Recovered: true}}},
 			{Name: "linkdown", Mode: ModeMobiked, Runs: []RunMetrics{{OutageS: 0.1, Lost: 9, SASurvived: true, Moves: 1, ConfirmS: ptr(0.1), ProbeBytes: 800, Recovered: true},
@@ -192,7 +192,8 @@ func TestReportJSONGolden(t *testing.T) {
 	// The fields the issue asks for are there, confirm_s null when unconfirmed.
 	s := b.String()
 	for _, k := range []string{`"machine"`, `"scenarios"`, `"name": "blackhole"`, `"mode": "charon"`, `"runs"`, `"outage_s"`, `"lost"`,
-		`"sa_survived"`, `"moves"`, `"confirm_s": null`, `"confirm_s": 0.71`, `"probe_bytes"`, `"all_moved_s": 1.4`} {
+		`"sa_survived"`, `"moves"`, `"confirm_s": null`, `"confirm_s": 0.71`, `"probe_bytes"`, `"all_moved_s": 1.4`,
+		`"probe_bps_active": 220`, `"loadavg": "1.50 0.40 0.30"`} {
 		if !strings.Contains(s, k) {
 			t.Errorf("JSON lacks %s", k)
 		}
@@ -215,8 +216,8 @@ func TestTableGolden(t *testing.T) {
 		if f[0] == "linkdown" && f[1] == "mobiked" && f[len(f)-1] != "0.50" {
 			t.Errorf("linkdown ratio: %q", line)
 		}
-		if f[0] == "blackhole" && f[1] == "mobiked" && f[len(f)-1] != "-" {
-			t.Errorf("blackhole must have no ratio: %q", line)
+		if f[0] == "blackhole" && f[1] == "mobiked" && (f[len(f)-1] != "-" || f[len(f)-2] != "222") {
+			t.Errorf("blackhole must have no ratio and the active pair's median probe rate 222 B/s: %q", line)
 		}
 	}
 }
@@ -229,6 +230,8 @@ func TestBenchBadInput(t *testing.T) {
 		{[]string{"bench", "--scenario", "nosuch"}, `unknown scenario "nosuch"`},
 		{[]string{"bench", "--runs", "0"}, "--runs must be at least 1"},
 		{[]string{"bench", "--modes", "both"}, `unknown mode "both"`},
+		{[]string{"bench", "--profile", "fast"}, `unknown profile "fast"`},
+		{[]string{"bench", "--profile", "defaults", "--mobiked-config", "x.yaml"}, "drop --mobiked-config"},
 	}
 	for _, tc := range tests {
 		var out, errb bytes.Buffer

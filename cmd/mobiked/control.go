@@ -132,7 +132,8 @@ func pathsOf(st mobike.State) []control.PathRow {
 		rows = append(rows, control.PathRow{Local: addrStr(p.Pair.Local), Remote: addrStr(p.Pair.Remote), Uplink: p.Uplink,
 			State: p.State.String(), Reason: p.Reason.String(), Since: p.Since, RTTms: ms(p.Stats.SRTT),
 			Loss: p.Stats.LossRatio, NAT: p.Stats.NAT.String(), Method: p.Probe.Method.String(),
-			Profile: p.Probe.Profile.String(), Sent: p.Stats.Sent, Received: p.Stats.Received, Active: active[p.Pair]})
+			Profile: p.Probe.Profile.String(), Sent: p.Stats.Sent, Received: p.Stats.Received, Active: active[p.Pair],
+			BytesSent: p.Stats.BytesSent, RTOms: ms(p.Stats.RTO)})
 	}
 	return rows
 }

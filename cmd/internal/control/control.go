@@ -56,6 +56,10 @@ type PathRow struct {
 	Sent     uint64    `json:"sent"`
 	Received uint64    `json:"received"`
 	Active   bool      `json:"active"`
+	// BytesSent are the pair's probe octets (headers included); RTOms the
+	// probe timeout it currently gets.
+	BytesSent uint64  `json:"bytes_sent"`
+	RTOms     float64 `json:"rto_ms"`
 }
 
 // Candidate is one ranked pair in `mobikectl explain`.

@@ -49,6 +49,18 @@ func (l *Lab) MobikedConfigPath() string { return filepath.Join(l.Dir, "mobiked.
 // StartMobiked starts the mobiked binary bin in mn with the lab config (or
 // config, when not empty) and waits for its control socket.
 func (l *Lab) StartMobiked(ctx context.Context, bin, config string) (int, error) {
+	return l.startMobiked(ctx, bin, config, false)
+}
+
+// StartMobikedZeroConfig starts mobiked in mn with no config file at all, as
+// a new user would (zero-config: uplinks ranked by kind, peers from charon's
+// connections, default probes); only the process flags point it at the
+// lab's sockets.
+func (l *Lab) StartMobikedZeroConfig(ctx context.Context, bin string) (int, error) {
+	return l.startMobiked(ctx, bin, "", true)
+}
+
+func (l *Lab) startMobiked(ctx context.Context, bin, config string, zero bool) (int, error) {
 	if bin == "" {
 		return 0, errors.New("lab: no mobiked binary")
 	}
@@ -61,8 +73,14 @@ func (l *Lab) StartMobiked(ctx context.Context, bin, config string) (int, error)
 	if config == "" {
 		config = LabMobikedConfig
 	}
-	if err := os.WriteFile(l.MobikedConfigPath(), []byte(config), 0o600); err != nil {
-		return 0, fmt.Errorf("lab: %w", err)
+	var cfgArgs []string
+	if zero {
+		_ = os.Remove(l.MobikedConfigPath())
+	} else {
+		if err := os.WriteFile(l.MobikedConfigPath(), []byte(config), 0o600); err != nil {
+			return 0, fmt.Errorf("lab: %w", err)
+		}
+		cfgArgs = []string{"--config", l.MobikedConfigPath()}
 	}
 	_ = os.Remove(l.MobikedSocket())
 	out, err := os.OpenFile(l.MobikedLog(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
@@ -70,9 +88,10 @@ func (l *Lab) StartMobiked(ctx context.Context, bin, config string) (int, error)
 		return 0, fmt.Errorf("lab: %w", err)
 	}
 	defer out.Close()
-	cmd := exec.Command("ip", "netns", "exec", l.NS("mn"), bin,
-		"--config", l.MobikedConfigPath(), "--vici-socket", l.VICISocket("mn"),
+	args := append([]string{"netns", "exec", l.NS("mn"), bin}, cfgArgs...)
+	args = append(args, "--vici-socket", l.VICISocket("mn"),
 		"--control-socket", l.MobikedSocket(), "--metrics-listen", "127.0.0.1:9816", "--log-level", "debug")
+	cmd := exec.Command("ip", args...)
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
