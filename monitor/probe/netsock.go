@@ -71,8 +71,18 @@ type sharedSock struct {
 	mu    sync.Mutex // guards peers
 	peers map[pairKey]endpoint
 
-	qmu     sync.Mutex // guards fd, the send queue and sendErr
-	fd      int        // -1 once closed
+	// lmu guards the descriptor's life. release marks the socket closed
+	// (no more sends or reads) and closes the descriptor, or leaves that to
+	// the poll in progress: a poll delivers replies, which takes the
+	// Manager's lock, while release runs under it, so release never waits
+	// for a poll. Lock order: qmu → lmu, rmu → lmu; lmu is never held while
+	// delivering.
+	lmu     sync.Mutex
+	fd      int
+	closed  bool
+	polling bool
+
+	qmu     sync.Mutex // guards the send queue and sendErr
 	out     *mmsgBatch
 	sendErr bool // the last flush failed (logged once per failure streak)
 
@@ -285,12 +295,11 @@ func (t *netTransport) release(s *sharedSock, pk pairKey) error {
 		return nil
 	}
 	delete(t.socks, s.key)
-	s.rmu.Lock()
-	defer s.rmu.Unlock()
-	s.qmu.Lock()
-	defer s.qmu.Unlock()
-	if s.fd < 0 {
-		return nil
+	s.lmu.Lock()
+	defer s.lmu.Unlock()
+	s.closed = true
+	if s.polling || s.fd < 0 {
+		return nil // the poll in progress closes it
 	}
 	err := unix.Close(s.fd)
 	s.fd = -1
@@ -304,7 +313,10 @@ func (t *netTransport) release(s *sharedSock, pk pairKey) error {
 // the buffer it is given. It returns the packet's length.
 func (s *sharedSock) enqueue(to netip.AddrPort, oob []byte, encode func([]byte) ([]byte, error)) (int, error) {
 	s.qmu.Lock()
-	if s.fd < 0 {
+	s.lmu.Lock()
+	closed := s.closed
+	s.lmu.Unlock()
+	if closed {
 		s.qmu.Unlock()
 		return 0, net.ErrClosed
 	}
@@ -342,7 +354,9 @@ func (s *sharedSock) flush() {
 	if s.out.n == 0 {
 		return
 	}
-	if s.fd < 0 { // closed with probes queued: the prober is gone
+	s.lmu.Lock() // the descriptor stays open while it is held
+	defer s.lmu.Unlock()
+	if s.closed { // closed with probes queued: the prober is gone
 		s.out.n = 0
 		return
 	}
@@ -373,8 +387,25 @@ func (t *netTransport) Poll() {
 func (s *sharedSock) poll() {
 	s.rmu.Lock()
 	defer s.rmu.Unlock()
-	for s.fd >= 0 {
-		n, err := s.in.recv(s.fd, unix.MSG_DONTWAIT)
+	s.lmu.Lock()
+	if s.closed {
+		s.lmu.Unlock()
+		return
+	}
+	s.polling = true
+	fd := s.fd
+	s.lmu.Unlock()
+	defer func() {
+		s.lmu.Lock()
+		s.polling = false
+		if s.closed && s.fd >= 0 {
+			unix.Close(s.fd)
+			s.fd = -1
+		}
+		s.lmu.Unlock()
+	}()
+	for {
+		n, err := s.in.recv(fd, unix.MSG_DONTWAIT)
 		if err != nil {
 			if err != unix.EAGAIN && err != unix.EINTR && !s.readErr {
 				s.log.Warn("probe socket read", "ifname", s.key.dev, "err", err)
@@ -390,9 +421,16 @@ func (s *sharedSock) poll() {
 	}
 }
 
+// testHookDispatch, when set, runs before each received packet is handed
+// on (a test widens the window in which a read is delivering).
+var testHookDispatch func()
+
 func (s *sharedSock) dispatchBatch(b *mmsgBatch, n int) {
 	nowC, nowW := s.clock.Now(), time.Now()
 	for i := range n {
+		if testHookDispatch != nil {
+			testHookDispatch()
+		}
 		s.dispatch(b.payload(i), b.control(i), b.source(i).Addr(), nowC, nowW)
 	}
 }

@@ -242,3 +242,39 @@ func TestNetnsLoss20(t *testing.T) {
 		t.Fatalf("measured loss %.1f%%, want 20 ± 6", 100*ratio)
 	}
 }
+
+// TestNetnsCloseWhileReplying: closing the Manager (which closes its
+// sockets under its lock) while a scheduler round is delivering a batch of
+// replies (each delivery takes the lock) must not deadlock. 40 pairs share
+// one socket, so that every read delivers many replies.
+func TestNetnsCloseWhileReplying(t *testing.T) {
+	tp := newTopo(t, "hp4", false)
+	var pairs []mobike.Pair
+	for i := range 40 {
+		l := netip.AddrFrom4([4]byte{10, 201, 1, byte(100 + i)})
+		tp.in(t, "c", "ip", "addr", "add", l.String()+"/24", "dev", "c0")
+		pairs = append(pairs, mobike.Pair{Local: l, Remote: nsA4.Remote})
+	}
+	// each delivery of a read is slowed down, so that Close lands in one
+	testHookDispatch = func() { time.Sleep(200 * time.Microsecond) }
+	t.Cleanup(func() { testHookDispatch = nil })
+	for round := range 10 {
+		m := NewManager(Options{SocketHook: tp.hook("c"), Profiles: Profiles{Active: 20 * time.Millisecond}, Coalesce: 20 * time.Millisecond})
+		go func() {
+			for range m.Events() {
+			}
+		}()
+		for _, p := range pairs {
+			m.Apply(mobike.ActProbeStart{Pair: p, Uplink: "c0", Method: mobike.ProbeICMP, Profile: mobike.ProfileActive})
+		}
+		time.Sleep(time.Duration(100+7*round) * time.Millisecond)
+		done := make(chan struct{})
+		go func() { m.Close(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			buf := make([]byte, 1<<20)
+			t.Fatalf("Close hangs (round %d):\n%s", round, buf[:runtime.Stack(buf, true)])
+		}
+	}
+}
