@@ -82,11 +82,19 @@ type Manager struct {
 	rnd         *rand.Rand
 
 	queue    proberQueue // running probers by their next deadline
+	opening  openQueue   // running probers by the opening of their regular probe's window
+	slots    []tickSlot  // the times regular probes are scheduled at, in order
 	timer    Timer       // the scheduler's one pending wake-up; nil = none
 	timerAt  time.Time
 	timerGen uint64
 	round    []roundSend // probes sent since the last flush
 	wakeups  uint64      // scheduler wake-ups (for tests and benchmarks)
+}
+
+// tickSlot is a time at which n probers send their regular probe.
+type tickSlot struct {
+	at time.Time
+	n  int
 }
 
 // roundSend is a probe sent in the current round, stamped at the flush.
@@ -113,6 +121,8 @@ type prober struct {
 	st   *pathStats
 
 	nextTick  time.Time // the next regular probe
+	tickOpen  time.Time // from then on it may go early, in a round that happens anyway
+	oidx      int       // index in Manager.opening; -1 = not queued
 	burstLeft int       // confirmation probes still to send
 	nextBurst time.Time // when the next one leaves
 	burstGap  time.Duration
@@ -278,7 +288,7 @@ func (m *Manager) startLocked(a mobike.ActProbeStart) error {
 	path := Path{Pair: a.Pair, LinkIdx: a.LinkIdx, Uplink: a.Uplink}
 	p := m.probers[a.Pair]
 	if p == nil {
-		p = &prober{path: path, method: a.Method, profile: a.Profile, tr: tr, qidx: -1,
+		p = &prober{path: path, method: a.Method, profile: a.Profile, tr: tr, qidx: -1, oidx: -1,
 			st: newPathStats(m.prof.LossWindow, m.prof.RTTWindow)}
 		m.probers[a.Pair] = p
 		m.log.Info("prober started", "path", a.Pair.String(), "ifname", a.Uplink, "method", a.Method.String(), "profile", a.Profile.String())
@@ -293,10 +303,10 @@ func (m *Manager) startLocked(a mobike.ActProbeStart) error {
 		p.profile = a.Profile
 		m.log.Info("prober retuned", "path", a.Pair.String(), "ifname", a.Uplink, "method", a.Method.String(), "profile", a.Profile.String())
 	}
-	// first probe soon, spread over a fraction of the interval
+	// first probe soon, within a fraction of the interval
 	now := m.clock.Now()
-	d := time.Duration(m.rnd.Float64() * m.prof.Jitter * float64(m.prof.Interval(p.profile)))
-	p.nextTick = now.Add(d)
+	w := time.Duration(m.prof.Jitter * float64(m.prof.Interval(p.profile)) / 2)
+	m.scheduleTickLocked(p, now.Add(w), w, now)
 	m.requeueLocked(p)
 	m.armLocked(now)
 	return nil
@@ -318,6 +328,7 @@ func (m *Manager) closeEndpointLocked(p *prober) {
 
 func (m *Manager) stopLocked(p *prober) {
 	p.stopped = true
+	m.dropTickLocked(p)
 	if p.qidx >= 0 {
 		heap.Remove(&m.queue, p.qidx)
 	}
@@ -401,6 +412,30 @@ func (m *Manager) wake(g uint64) {
 	for len(m.queue) > 0 && !m.queue[0].due.After(now) {
 		evs = m.serviceLocked(m.queue[0], now, evs)
 	}
+	// Ride along: when this is a round of sends, a later round all of whose
+	// probers' windows have opened goes now instead of waking the scheduler
+	// again (standby pairs join the active pairs' rounds this way, and
+	// rounds merge). A round goes whole or not at all.
+	if len(m.round) > 0 {
+		open := map[time.Time][]*prober{}
+		for len(m.opening) > 0 && !m.opening[0].tickOpen.After(now) {
+			p := heap.Pop(&m.opening).(*prober)
+			open[p.nextTick] = append(open[p.nextTick], p)
+		}
+		for at, ps := range open {
+			if len(ps) < m.slotSize(at) {
+				for _, p := range ps { // the rest of their round is not ready
+					heap.Push(&m.opening, p)
+				}
+				continue
+			}
+			for _, p := range ps {
+				m.dropTickLocked(p)
+				p.nextTick = now // due: serviceLocked sends it and schedules the next
+				evs = m.serviceLocked(p, now, evs)
+			}
+		}
+	}
 	flush := m.stampLocked()
 	m.armLocked(now)
 	m.mu.Unlock()
@@ -441,11 +476,12 @@ func (m *Manager) serviceLocked(p *prober, now time.Time, evs []mobike.Event) []
 	}
 	if !p.nextTick.After(now) {
 		m.sendLocked(p, now, false)
-		next := p.nextTick.Add(m.prof.nextInterval(p.profile, p.st.consec, m.rnd))
+		iv := m.prof.pacedInterval(p.profile, p.st.consec)
+		next := p.nextTick.Add(iv)
 		if !next.After(now) { // fell behind (a stalled machine): no catch-up volley
-			next = now.Add(m.prof.nextInterval(p.profile, p.st.consec, m.rnd))
+			next = now.Add(iv)
 		}
-		p.nextTick = next
+		m.scheduleTickLocked(p, next, time.Duration(m.prof.Jitter*float64(iv)), now.Add(1))
 	}
 	for p.burstLeft > 0 && !p.nextBurst.After(now) {
 		p.burstLeft--
@@ -485,6 +521,78 @@ func (m *Manager) firstPoll(p *prober, sent time.Time) time.Time {
 		d = max(d, p.st.srtt-2*p.st.rttvar)
 	}
 	return sent.Add(d)
+}
+
+// scheduleTickLocked sets p's next regular probe within ±w of nominal, and
+// not before notBefore. It joins the round the most other pairs are already scheduled
+// for in that window, so that pairs converge on shared rounds: one wake-up
+// and one batch of sends for many pairs, and one read of their replies. With
+// no round in the window it opens one at nominal jittered uniformly by ±w,
+// so rounds stay spread as the jitter intends (rounds, not pairs, are what
+// keep a host's probes from synchronising with other hosts').
+func (m *Manager) scheduleTickLocked(p *prober, nominal time.Time, w time.Duration, notBefore time.Time) {
+	m.dropTickLocked(p)
+	lo, hi := nominal.Add(-w), nominal.Add(w)
+	if lo.Before(notBefore) {
+		lo = notBefore
+	}
+	best := -1
+	i, _ := slices.BinarySearchFunc(m.slots, lo, func(s tickSlot, t time.Time) int { return s.at.Compare(t) })
+	for ; i < len(m.slots) && !m.slots[i].at.After(hi); i++ {
+		if best < 0 || m.slots[i].n > m.slots[best].n {
+			best = i
+		}
+	}
+	var at time.Time
+	if best >= 0 {
+		at = m.slots[best].at
+		m.slots[best].n++
+	} else {
+		at = nominal
+		if w > 0 {
+			at = nominal.Add(time.Duration((2*m.rnd.Float64() - 1) * float64(w)))
+		}
+		if at.Before(lo) {
+			at = lo
+		}
+		j, found := slices.BinarySearchFunc(m.slots, at, func(s tickSlot, t time.Time) int { return s.at.Compare(t) })
+		if found {
+			m.slots[j].n++
+		} else {
+			m.slots = slices.Insert(m.slots, j, tickSlot{at: at, n: 1})
+		}
+	}
+	p.nextTick = at
+	if lo.Before(at) {
+		p.tickOpen = lo
+		heap.Push(&m.opening, p)
+	}
+}
+
+// slotSize is the number of probers scheduled at at.
+func (m *Manager) slotSize(at time.Time) int {
+	j, found := slices.BinarySearchFunc(m.slots, at, func(s tickSlot, t time.Time) int { return s.at.Compare(t) })
+	if !found {
+		return 0
+	}
+	return m.slots[j].n
+}
+
+// dropTickLocked takes p's scheduled regular probe out of its round.
+func (m *Manager) dropTickLocked(p *prober) {
+	if p.oidx >= 0 {
+		heap.Remove(&m.opening, p.oidx)
+	}
+	if p.nextTick.IsZero() {
+		return
+	}
+	j, found := slices.BinarySearchFunc(m.slots, p.nextTick, func(s tickSlot, t time.Time) int { return s.at.Compare(t) })
+	if found {
+		if m.slots[j].n--; m.slots[j].n <= 0 {
+			m.slots = slices.Delete(m.slots, j, j+1)
+		}
+	}
+	p.nextTick = time.Time{}
 }
 
 // startBurstLocked schedules n confirmation probes from at.
@@ -662,7 +770,8 @@ func (m *Manager) deliver(p *prober, gen uint64, r Reply) {
 		// The pair answers again: leave the dead-pair backoff at once, so a
 		// recovered pair is confirmed within one interval, not one backed-off
 		// interval (up to BackoffMax) later.
-		p.nextTick = now.Add(m.prof.nextInterval(p.profile, 0, m.rnd))
+		iv := m.prof.pacedInterval(p.profile, 0)
+		m.scheduleTickLocked(p, now.Add(iv), time.Duration(m.prof.Jitter*float64(iv)), now.Add(1))
 	}
 	if r.NAT != mobike.NATUnknown {
 		if p.st.nat != r.NAT {
@@ -753,6 +862,30 @@ func (m *Manager) Close() error {
 	}
 	close(m.events)
 	return nil
+}
+
+// openQueue is a min-heap of probers by the opening of their regular
+// probe's window.
+type openQueue []*prober
+
+func (q openQueue) Len() int           { return len(q) }
+func (q openQueue) Less(i, j int) bool { return q[i].tickOpen.Before(q[j].tickOpen) }
+func (q openQueue) Swap(i, j int) {
+	q[i], q[j] = q[j], q[i]
+	q[i].oidx, q[j].oidx = i, j
+}
+func (q *openQueue) Push(x any) {
+	p := x.(*prober)
+	p.oidx = len(*q)
+	*q = append(*q, p)
+}
+func (q *openQueue) Pop() any {
+	old := *q
+	p := old[len(old)-1]
+	old[len(old)-1] = nil
+	*q = old[:len(old)-1]
+	p.oidx = -1
+	return p
 }
 
 // proberQueue is a min-heap of probers by due time.

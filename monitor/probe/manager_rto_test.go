@@ -279,54 +279,96 @@ func TestConfirm(t *testing.T) {
 	})
 }
 
-// TestSchedulerCoalesces: 100 active pairs share one timer that wakes only
-// on the 5ms grid; each wake-up sends the probes due since the last one as
-// one batch. Without coalescing every send and timeout needs a wake-up.
+// TestSchedulerCoalesces: 100 active and 20 standby pairs converge on
+// shared rounds — one wake-up, one batch of sends and (for sockets the
+// scheduler reads) one read of the replies per round — while every pair
+// keeps its interval within the jitter window and the rounds themselves stay
+// jittered. Sends land on the 5ms grid of the coalescing quantum.
 func TestSchedulerCoalesces(t *testing.T) {
-	run := func(coalesce time.Duration) (wakeups, sends int, n *fakeNet, epoch time.Time) {
-		c := newFakeClock()
-		n = newFakeNet(c)
-		m := NewManager(Options{Clock: c, Coalesce: coalesce, Transports: map[mobike.ProbeMethod]Transport{mobike.ProbeICMP: n}})
-		defer m.Close()
-		epoch = c.Now()
-		for i := range 100 {
-			p := mobike.Pair{Local: netip.AddrFrom4([4]byte{10, 1, 0, byte(i + 1)}), Remote: netip.MustParseAddr("10.3.0.2")}
-			start(t, m, p, "eth0", mobike.ProfileActive)
+	c := newFakeClock()
+	n := newPollNet(c)
+	m := NewManager(Options{Clock: c, Transports: map[mobike.ProbeMethod]Transport{mobike.ProbeICMP: n}})
+	defer m.Close()
+	epoch := c.Now()
+	var active, standby []mobike.Pair
+	for i := range 120 {
+		p := mobike.Pair{Local: netip.AddrFrom4([4]byte{10, 1, byte(i / 100), byte(i%100 + 1)}), Remote: netip.MustParseAddr("10.3.0.2")}
+		prof := mobike.ProfileActive
+		if i >= 100 {
+			prof = mobike.ProfileStandby
+			standby = append(standby, p)
+		} else {
+			active = append(active, p)
 		}
-		for range 100 {
-			c.Advance(100 * time.Millisecond)
-			drain(m)
-		}
-		n.mu.Lock()
-		for _, ts := range n.sends {
-			sends += len(ts)
-		}
-		n.mu.Unlock()
-		return int(m.Stats().Wakeups), sends, n, epoch
+		start(t, m, p, "eth0", prof)
+		c.Advance(time.Duration(i%7) * time.Millisecond) // pairs start at different times
 	}
-	w, s, n, epoch := run(DefaultCoalesce)
-	t.Logf("coalesced: %d wake-ups for %d probes in 10s, %d flushes", w, s, n.flushes)
-	if s < 4500 || w > 2001 || w*2 > s {
-		t.Fatalf("%d wake-ups for %d probes", w, s)
-	}
+	drain(m)
+	w0, sends0 := m.Stats().Wakeups, 0
+	n.mu.Lock()
 	for _, ts := range n.sends {
+		sends0 += len(ts)
+	}
+	n.mu.Unlock()
+	for range 100 {
+		c.Advance(100 * time.Millisecond)
+		for _, ev := range drain(m) {
+			if !ev.OK {
+				t.Fatalf("lost probe %+v", ev)
+			}
+		}
+	}
+	sends := -sends0
+	rounds := map[time.Time]bool{}
+	n.mu.Lock()
+	for _, ts := range n.sends {
+		sends += len(ts)
 		for _, at := range ts {
+			rounds[at] = true
 			if at.Sub(epoch)%DefaultCoalesce != 0 {
 				t.Fatalf("probe at %v, off the %v grid", at.Sub(epoch), DefaultCoalesce)
 			}
 		}
 	}
-	total := 0
-	for _, b := range n.batches {
-		total += b
+	n.mu.Unlock()
+	w := m.Stats().Wakeups - w0
+	t.Logf("10s: %d probes in %d wake-ups (%d send rounds overall), %d polls", sends, w, len(rounds), n.polls)
+	if sends < 5000 || w > 300 || w*10 > uint64(sends) {
+		t.Fatalf("%d probes took %d wake-ups", sends, w)
 	}
-	if total != s || n.flushes > w || s/n.flushes < 2 {
-		t.Fatalf("%d probes in %d flushes (%v)", s, n.flushes, n.batches[:10])
+	check := func(ps []mobike.Pair, iv time.Duration) {
+		for _, p := range ps {
+			ts := n.sendTimes(p)
+			for k := max(1, len(ts)-20); k < len(ts); k++ {
+				if d := ts[k].Sub(ts[k-1]); d < iv*9/10-DefaultCoalesce || d > iv*11/10+DefaultCoalesce {
+					t.Fatalf("%s: interval %v, want %v ± 10%%", p, d, iv)
+				}
+			}
+		}
 	}
-	we, se, _, _ := run(-1)
-	t.Logf("exact: %d wake-ups for %d probes", we, se)
-	if we < se {
-		t.Fatalf("exact scheduling: %d wake-ups for %d probes", we, se)
+	check(active, 200*time.Millisecond)
+	check(standby, time.Second)
+	// standby probes ride on active rounds
+	act := map[time.Time]bool{}
+	for _, at := range n.sendTimes(active[0]) {
+		act[at] = true
+	}
+	shared := 0
+	sb := n.sendTimes(standby[0])
+	for _, at := range sb {
+		shared += map[bool]int{true: 1}[act[at]]
+	}
+	if shared*2 < len(sb) {
+		t.Fatalf("standby probes shared %d of %d active rounds", shared, len(sb))
+	}
+	// the rounds stay jittered
+	ts := n.sendTimes(active[0])
+	gaps := map[time.Duration]bool{}
+	for k := 1; k < len(ts); k++ {
+		gaps[ts[k].Sub(ts[k-1])] = true
+	}
+	if len(gaps) < 5 {
+		t.Fatalf("rounds every %v only: not jittered", gaps)
 	}
 }
 

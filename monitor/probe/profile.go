@@ -123,10 +123,11 @@ func (p Profiles) Interval(pr mobike.ProbeProfile) time.Duration {
 	return p.Active
 }
 
-// nextInterval is the delay before the next regular probe: the profile's
+// pacedInterval is the delay before the next regular probe: the profile's
 // interval, doubled per consecutive loss beyond BackoffAfter up to
-// BackoffMax (never below the base), then jittered.
-func (p Profiles) nextInterval(pr mobike.ProbeProfile, consec int, rnd *rand.Rand) time.Duration {
+// BackoffMax (never below the base). The scheduler jitters it (or joins a
+// round within the jitter window).
+func (p Profiles) pacedInterval(pr mobike.ProbeProfile, consec int) time.Duration {
 	d := p.Interval(pr)
 	if p.BackoffAfter > 0 && consec >= p.BackoffAfter {
 		for i := 0; i <= consec-p.BackoffAfter && d < p.BackoffMax; i++ {
@@ -134,7 +135,7 @@ func (p Profiles) nextInterval(pr mobike.ProbeProfile, consec int, rnd *rand.Ran
 		}
 		d = max(min(d, p.BackoffMax), p.Interval(pr))
 	}
-	return jitter(d, p.Jitter, rnd)
+	return d
 }
 
 func jitter(d time.Duration, j float64, rnd *rand.Rand) time.Duration {
