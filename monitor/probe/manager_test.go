@@ -101,6 +101,12 @@ func downVerdict(ev mobike.EvProbeResult, k int) bool {
 	return ev.Stats.ConsecLost >= k && !ev.Stats.Confirming
 }
 
+// windowDownVerdict is the core's window rule: half the window lost, at
+// least 2K probes sent, no burst in flight.
+func windowDownVerdict(ev mobike.EvProbeResult, k int) bool {
+	return ev.Stats.Sent >= uint64(2*k) && ev.Stats.LossRatio >= 0.5 && !ev.Stats.Confirming
+}
+
 // blackholeDetection returns how long after the impairment the core's
 // down verdict (K = 3) became possible, and the events up to it.
 func blackholeDetection(t *testing.T, prof Profiles) (time.Duration, []mobike.EvProbeResult) {

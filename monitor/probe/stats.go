@@ -76,7 +76,7 @@ func (s *pathStats) push(lost bool) {
 
 // onReply records a matched reply with round-trip time rtt arriving at at.
 func (s *pathStats) onReply(rtt time.Duration, at time.Time) {
-	s.endStreak()
+	s.endStreak(true)
 	s.push(false)
 	s.sample(rtt, at)
 }
@@ -86,7 +86,9 @@ func (s *pathStats) onReply(rtt time.Duration, at time.Time) {
 // timeout: the loss turns back into a delivery in the window (if it is still
 // there), the loss streak ends, and the RTT is a valid sample (each probe
 // carries its own nonce, so Karn's ambiguity does not arise), which lets the
-// timeout grow to a path that just became slower.
+// timeout grow to a path that just became slower. The window is not
+// restarted as after an outage: the streak's other losses were most likely
+// late too, and their own late replies turn them back.
 func (s *pathStats) onLateReply(rtt time.Duration, at time.Time, mark lossMark) {
 	if mark.epoch == s.epoch && mark.push > 0 && s.pushes-mark.push < uint64(s.n) {
 		i := int((mark.push - 1) % uint64(len(s.outcomes)))
@@ -95,13 +97,15 @@ func (s *pathStats) onLateReply(rtt time.Duration, at time.Time, mark lossMark) 
 			s.lost--
 		}
 	}
-	s.endStreak()
+	s.endStreak(false)
 	s.sample(rtt, at)
 }
 
-func (s *pathStats) endStreak() {
+// endStreak counts a reply and ends the loss streak; after an outage
+// (restart) the window restarts too.
+func (s *pathStats) endStreak(restart bool) {
 	s.received++
-	if s.consec >= outageStreak {
+	if restart && s.consec >= outageStreak {
 		// An outage just ended: its losses are history, not ongoing loss.
 		// Keeping them in the window would hold a recovered pair "lossy"
 		// for a whole window (100 probes = 100 s on a standby pair).

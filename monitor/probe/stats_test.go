@@ -112,3 +112,45 @@ func TestStatsCounters(t *testing.T) {
 		t.Fatalf("snapshot %+v", ps)
 	}
 }
+
+// TestLateReplyInWindow: a late reply turns its probe's loss back into a
+// delivery (while it is still in the window), ends the streak, and does not
+// restart the window the way the end of an outage does — the streak's other
+// losses were most likely late too (an RTT step), and restarting would leave
+// a tiny window that the next timeouts would fill with "50 % loss".
+func TestLateReplyInWindow(t *testing.T) {
+	s := newPathStats(100, 10)
+	for i := range 15 {
+		s.onReply(ms, time.Unix(int64(i), 0))
+	}
+	var marks []lossMark
+	for range 4 {
+		marks = append(marks, s.onLoss())
+	}
+	s.onLateReply(300*ms, time.Unix(20, 0), marks[0])
+	ps := s.snapshot()
+	if ps.ConsecLost != 0 || ps.LossRatio != 3.0/19 || ps.Received != 16 {
+		t.Fatalf("after a late reply: %+v, want 3 losses of 19 and the streak ended", ps)
+	}
+	s.onLoss()
+	s.onLoss()
+	if ps := s.snapshot(); ps.LossRatio >= 0.5 {
+		t.Fatalf("two more timeouts: loss ratio %v", ps.LossRatio)
+	}
+	for _, m := range marks[1:] {
+		s.onLateReply(300*ms, time.Unix(21, 0), m)
+	}
+	if ps := s.snapshot(); ps.LossRatio != 2.0/21 {
+		t.Fatalf("after the other late replies: loss ratio %v, want 2/21", ps.LossRatio)
+	}
+	// a mark from before a window restart (an outage's end) is ignored
+	old := s.onLoss()
+	s.onLoss()
+	s.onLoss()
+	s.onReply(ms, time.Unix(30, 0)) // outage over: window restarts
+	s.onLoss()
+	s.onLateReply(300*ms, time.Unix(31, 0), old)
+	if ps := s.snapshot(); ps.LossRatio != 0.5 {
+		t.Fatalf("stale mark changed the new window: loss ratio %v", ps.LossRatio)
+	}
+}
