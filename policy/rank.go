@@ -18,7 +18,9 @@ import (
 //  6. the address family of the current pair, else IPv6 before IPv4 (v4↔v6
 //     fallback: the other family is used only when this one does not work;
 //     a working SA is never moved just to change family)
-//  7. RTT class (RTTClass: coarse buckets, so jitter does not reorder pairs)
+//  7. RTT class (RTTClass: coarse buckets, so jitter does not reorder pairs;
+//     the current pair's RTT counts half, so that two pairs of the same RTT
+//     straddling a bucket boundary do not swap places)
 //  8. the current pair (never move between equals)
 //  9. local, then remote address (a total order, for determinism)
 type DefaultRanker struct{}
@@ -51,6 +53,18 @@ func RTTClass(rtt time.Duration) int {
 		c++
 	}
 	return c
+}
+
+// rankRTT is the RTT a candidate is ranked with: the current pair's counts
+// half (hysteresis), so that it is left for a faster pair only when that one
+// is in a faster bucket than half its RTT (at least twice as fast) — never
+// because jitter carried its RTT across a bucket boundary (a 300 ms ± 50 ms
+// path straddles 320 ms).
+func rankRTT(c *Ranked) time.Duration {
+	if c.Current {
+		return c.RTT / 2
+	}
+	return c.RTT
 }
 
 // Eligibility returns "" when the connection may be steered onto the
@@ -147,7 +161,7 @@ func compare(a, b *Ranked, v6 bool) (int, string) {
 	if r := boolFirst(a.Remote.Is6() == v6, b.Remote.Is6() == v6); r != 0 {
 		return r, keyFamily
 	}
-	if r := RTTClass(a.RTT) - RTTClass(b.RTT); r != 0 {
+	if r := RTTClass(rankRTT(a)) - RTTClass(rankRTT(b)); r != 0 {
 		return sign(r), keyRTT
 	}
 	if r := boolFirst(a.Current, b.Current); r != 0 {

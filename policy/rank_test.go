@@ -131,6 +131,34 @@ func TestRankReasons(t *testing.T) {
 	}
 }
 
+// TestRankRTTHysteresis: two pairs of equal priority on 300 ms ± 50 ms
+// paths straddle the 320 ms bucket boundary; the current pair stays unless
+// the other is in a faster bucket than half the current RTT.
+func TestRankRTTHysteresis(t *testing.T) {
+	conn := ConnPolicy{Name: "office"}.WithDefaults()
+	ms := time.Millisecond
+	a := cand("10.1.0.2", "10.3.0.2", "eth0", PriorityEthernet, true)
+	b := cand("10.2.0.2", "10.3.0.2", "eth1", PriorityEthernet, true)
+	a.Current = true
+	for _, tc := range []struct {
+		cur, other time.Duration
+		stay       bool
+	}{
+		{330 * ms, 270 * ms, true}, // classes 3 vs 2 without hysteresis
+		{330 * ms, 150 * ms, true}, // twice as fast, but in half's class
+		{330 * ms, 70 * ms, false}, // a bucket below half
+		{300 * ms, 10 * ms, false},
+		{25 * ms, 15 * ms, true},
+		{50 * ms, 15 * ms, false},
+	} {
+		a.RTT, b.RTT = tc.cur, tc.other
+		got := DefaultRanker{}.Rank(conn, []Candidate{a, b})
+		if stay := got[0].Current; stay != tc.stay {
+			t.Errorf("current %v vs other %v: first %s, want stay=%v", tc.cur, tc.other, order(got), tc.stay)
+		}
+	}
+}
+
 func TestRTTClass(t *testing.T) {
 	for _, tc := range []struct {
 		rtt  time.Duration
@@ -181,9 +209,12 @@ func slowRank(conn ConnPolicy, cands []Candidate) []Ranked {
 		}
 		eligible := allowed && !c.Uplink.Exclude && c.Usable && !(c.NAT && conn.NAT == NATForbid)
 		sla := c.Usable && c.Loss <= conn.SLA.MaxLoss && c.RTT <= conn.SLA.MaxRTT
-		class := 0
+		class, rtt := 0, c.RTT
+		if c.Current {
+			rtt /= 2 // hysteresis for the incumbent
+		}
 		for _, th := range thresholds {
-			if c.RTT >= th {
+			if rtt >= th {
 				class++
 			}
 		}

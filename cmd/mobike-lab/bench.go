@@ -60,9 +60,15 @@ var scenarios = []scenario{
 		}
 		return r.sleep(ctx, 10*time.Second)
 	}},
-	{name: "slowpath", desc: "the active uplink becomes a 300 ms ± 50 ms path (no move wanted)", act: func(ctx context.Context, r *benchRun) error {
-		// 150 ms ± 25 ms each way, a user-space delay line in the router
-		if err := r.delay(ctx, "a", 150*time.Millisecond, 25*time.Millisecond, "a 300±50ms RTT"); err != nil {
+	{name: "slowpath", desc: "both uplinks become 300 ms ± 50 ms paths (no move wanted)", act: func(ctx context.Context, r *benchRun) error {
+		// 150 ms ± 25 ms each way, user-space delay lines in the router.
+		// Both uplinks, so that no pair is faster: any move would come from
+		// a pair wrongly declared down (a slow uplink next to a fast one of
+		// the same priority is rightly left for the fast one).
+		if err := r.delay(ctx, "a", 150*time.Millisecond, 25*time.Millisecond, "a, b 300±50ms RTT"); err != nil {
+			return err
+		}
+		if err := r.l.SetDelay(ctx, "b", 150*time.Millisecond, 25*time.Millisecond); err != nil {
 			return err
 		}
 		return r.sleep(ctx, 30*time.Second)
