@@ -236,11 +236,11 @@ func cmdImpair(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if *delay >= 0 {
 		imps = append(imps, lab.Impairment{})
 	}
-	if len(imps) != 1 {
-		return usageError{errors.New("give exactly one of --blackhole, --loss, --delay, --link-down, --link-up, --nat, --restore")}
-	}
 	if *jitter != 0 && *delay < 0 {
 		return usageError{errors.New("--jitter needs --delay")}
+	}
+	if len(imps) != 1 {
+		return usageError{errors.New("give exactly one of --blackhole, --loss, --delay, --link-down, --link-up, --nat, --restore")}
 	}
 	if *delay >= 0 && (*jitter < 0 || *jitter > *delay || *delay+*jitter > lab.MaxDelay) {
 		return usageError{fmt.Errorf("--delay %s --jitter %s: want 0 ≤ jitter ≤ delay and delay + jitter ≤ %s", *delay, *jitter, lab.MaxDelay)}
