@@ -4,6 +4,10 @@ import (
 	"bytes"
 	"net/netip"
 	"testing"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
 )
 
 func fuzzSeeds(f *testing.F) {
@@ -128,5 +132,60 @@ func FuzzParseReply(f *testing.F) {
 		e := newSTAMPEndpoint(&sharedSock{local: netip.MustParseAddrPort("192.168.1.20:50000")}, netip.MustParseAddrPort("198.51.100.10:862"), key, 10, RealClock())
 		e.ssid = 0x1234
 		e.parseReply(b)
+	})
+}
+
+// FuzzReceive feeds arbitrary packets and control data to the receive path
+// of a shared ICMP socket (IPv4 header parsing, control messages, echo
+// reply decoding): nothing panics, and only a well-formed echo reply from the
+// pair's peer to its address, with the socket's ID, reaches the prober.
+func FuzzReceive(f *testing.F) {
+	local, remote := netip.MustParseAddr("10.1.0.2"), netip.MustParseAddr("10.3.0.2")
+	nonce := bytes.Repeat([]byte{0xab}, icmpNonceLen)
+	reply := appendEcho(nil, false, 0x1234, 7, nonce)
+	reply[0] = icmpEchoReply
+	ip := []byte{0x45, 0, 0, 0, 0, 0, 0, 0, 64, 1, 0, 0, 10, 3, 0, 2, 10, 1, 0, 2}
+	f.Add(append(ip, reply...), []byte{})
+	f.Add(append(ip, reply[:5]...), []byte{})
+	f.Add([]byte{0x4f}, []byte{1, 2, 3})
+	tsCmsg := make([]byte, unix.CmsgSpace(16))
+	h := (*unix.Cmsghdr)(unsafe.Pointer(&tsCmsg[0]))
+	h.Level, h.Type = unix.SOL_SOCKET, unix.SCM_TIMESTAMPNS
+	h.SetLen(unix.CmsgLen(16))
+	f.Add(append(ip, reply...), tsCmsg)
+	f.Fuzz(func(t *testing.T, b, oob []byte) {
+		s := &sharedSock{key: sockKey{dev: "eth0"}, icmpID: 0x1234, ipHdr: true, clock: RealClock(), peers: map[pairKey]endpoint{}}
+		ep := newICMPEndpoint(s, local, remote)
+		var got []Reply
+		ep.setDeliver(func(r Reply) { got = append(got, r) })
+		s.peers[pairKey{local: local, remote: remote}] = ep
+		now := time.Now()
+		s.dispatch(b, oob, netip.Addr{}, now, now)
+		for _, r := range got {
+			if len(b) < 28 || netip.AddrFrom4([4]byte(b[12:16])) != remote || netip.AddrFrom4([4]byte(b[16:20])) != local {
+				t.Fatalf("delivered a reply from a packet not from the peer to us: %x", b)
+			}
+			if r.At.After(now) || now.Sub(r.At) >= time.Second {
+				t.Fatalf("arrival time %v, now %v", r.At, now)
+			}
+		}
+	})
+}
+
+// FuzzEchoReply: parseEchoReply accepts exactly the replies appendEcho's
+// layout describes.
+func FuzzEchoReply(f *testing.F) {
+	f.Add([]byte{0, 0, 0, 0, 0x12, 0x34, 0, 7, 1, 2}, false)
+	f.Add([]byte{129, 0, 0, 0, 0x12, 0x34, 0, 7}, true)
+	f.Add([]byte{8, 0}, false)
+	f.Fuzz(func(t *testing.T, b []byte, v6 bool) {
+		id, seq, data, ok := parseEchoReply(b, v6)
+		if !ok {
+			return
+		}
+		req := appendEcho(nil, v6, id, seq, data)
+		if len(req) != len(b) || !bytes.Equal(req[4:], b[4:]) {
+			t.Fatalf("reply %x does not match the request layout %x", b, req)
+		}
 	})
 }
