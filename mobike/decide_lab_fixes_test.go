@@ -17,16 +17,14 @@ func TestNATForbidWaitsForVerdict(t *testing.T) {
 	unknown.Stats.NAT = NATUnknown
 	c.Step(at(0.5), unknown)
 	acts := c.Step(at(2), lost(pEth, at(2), 3))
-	for _, a := range acts {
-		if st, ok := a.(ActSteer); ok {
-			t.Fatalf("steered onto %s with an unknown NAT verdict: %s", st.Pair, kinds(acts))
-		}
+	if st, ok := routed(acts, "office"); ok {
+		t.Fatalf("steered onto %s with an unknown NAT verdict: %s", st.Pair, kinds(acts))
 	}
 	if got := kinds(acts); got != "alert nat-forbidden" {
 		t.Errorf("got %q, want the nat-forbidden alert", got)
 	}
 	acts = c.Step(at(2.5), good(pWlan, at(2.5))) // verdict: no NAT
-	if got, want := kinds(acts), "start 10.2.0.2->10.3.0.2 active; steer office 10.2.0.2->10.3.0.2"; got != want {
+	if got, want := kinds(acts), "start 10.2.0.2->10.3.0.2 active; routing office@10.2.0.2->10.3.0.2"; got != want {
 		t.Fatalf("after the verdict: got %q, want %q", got, want)
 	}
 }
@@ -39,7 +37,7 @@ func TestNATForbidICMPMovesWithoutVerdict(t *testing.T) {
 	unknown.Stats.NAT = NATUnknown
 	c.Step(at(0.5), unknown)
 	acts := c.Step(at(2), lost(pEth, at(2), 3))
-	if got, want := kinds(acts), "start 10.2.0.2->10.3.0.2 active; steer office 10.2.0.2->10.3.0.2"; got != want {
+	if got, want := kinds(acts), "start 10.2.0.2->10.3.0.2 active; routing office@10.2.0.2->10.3.0.2"; got != want {
 		t.Fatalf("got %q, want %q", got, want)
 	}
 }
@@ -64,13 +62,8 @@ func TestForcedMoveAvoidsStaleSameRemote(t *testing.T) {
 	dead := lost(pEth, at(2), 3)
 	dead.Stats.LastReply = at(1)
 	acts := c.Step(at(2), dead)
-	var steer *ActSteer
-	for _, a := range acts {
-		if s, ok := a.(ActSteer); ok {
-			steer = &s
-		}
-	}
-	if steer == nil || steer.Pair != wlanGW2 {
+	steer, ok := routed(acts, "office")
+	if !ok || steer.Pair != wlanGW2 {
 		t.Fatalf("got %s, want a steer to %s (shares neither uplink nor peer address)", kinds(acts), wlanGW2)
 	}
 }
