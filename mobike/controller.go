@@ -569,13 +569,17 @@ func (c *Controller) syncPairs() {
 	c.pairsDirt = false
 	want := map[Pair]localAddr{}
 	var occupied map[Pair]bool
+	respOnly := map[*conn]bool{}
+	for _, cn := range c.connList {
+		respOnly[cn] = c.responderOnly(cn)
+	}
 	for r, cs := range c.remotes {
 		// A peer address used only by connections whose SAs are all
 		// responder SAs (we never steer them) gets only the pairs SAs are
 		// on: monitoring, not candidates.
 		monitorOnly := true
 		for _, cn := range cs {
-			if !c.responderOnly(cn) {
+			if !respOnly[cn] {
 				monitorOnly = false
 				break
 			}
