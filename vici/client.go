@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"slices"
 	"sync"
 	"time"
 
@@ -45,17 +44,17 @@ const (
 // up.
 var ErrCharonUnavailable = errors.New("vici: charon unavailable")
 
-// eventNames are the charon events the adapter subscribes to: the SA events
-// on one session (their relative order matters), `log` on a session of its
-// own. govici v0.8.1 holds its event lock while it waits for a registration's
-// answer, and its read loop needs that lock to deliver any event: an event
-// of an already registered type arriving while the next type is being
-// registered deadlocks the session (seen in the lab after a charon restart,
-// when `log` events flood in while the SA events are registered).
-var (
-	saEventNames = []string{"ike-updown", "ike-update", "ike-rekey", "child-updown", "child-rekey"}
-	eventNames   = append(slices.Clone(saEventNames), "log")
-)
+// saEventNames are the charon events the adapter subscribes to, on one
+// session (their relative order matters). charon's `log` events are not
+// used: at levels 0–1 they carry nothing the probes do not detect sooner
+// (charon's first retransmit comes seconds after a probe verdict), and the
+// session they needed was the one that hit govici v0.8.1's registration
+// deadlock (it holds its event lock while waiting for a registration's
+// answer, and its read loop needs that lock to deliver any event: an event of
+// an already registered type arriving during the next registration hangs the
+// session; seen in the lab when `log` events flooded in after a charon
+// restart). The SA events are registered in one Subscribe call.
+var saEventNames = []string{"ike-updown", "ike-update", "ike-rekey", "child-updown", "child-rekey"}
 
 // Options configure a Client. Zero values mean the defaults above.
 type Options struct {
@@ -252,7 +251,7 @@ func (c *Client) subscribe(s *govici.Session, names ...string) error {
 	case err := <-done:
 		return err
 	case <-t.C:
-		// A deadlocked govici session (see eventNames) does not end on
+		// A deadlocked govici session (see saEventNames) does not end on
 		// Close: its goroutines are abandoned, the session is retried.
 		s.Close()
 		return fmt.Errorf("no answer within %s", limit)
@@ -276,16 +275,6 @@ func (c *Client) session(ctx context.Context) (up bool, err error) {
 	evCh := make(chan govici.Event, c.opts.EventBuffer)
 	evSess.NotifyEvents(evCh)
 	if err := c.subscribe(evSess, saEventNames...); err != nil {
-		return false, fmt.Errorf("vici: subscribe: %w", err)
-	}
-	logSess, err := c.dial()
-	if err != nil {
-		return false, fmt.Errorf("vici: connect: %w", err)
-	}
-	defer logSess.Close()
-	logCh := make(chan govici.Event, c.opts.EventBuffer)
-	logSess.NotifyEvents(logCh)
-	if err := c.subscribe(logSess, "log"); err != nil {
 		return false, fmt.Errorf("vici: subscribe: %w", err)
 	}
 	listCh := make(chan govici.Event, c.opts.EventBuffer)
@@ -325,11 +314,6 @@ func (c *Client) session(ctx context.Context) (up bool, err error) {
 		case ev, ok := <-evCh:
 			if !ok {
 				return true, errors.New("vici: event session closed")
-			}
-			c.handle(ctx, ev)
-		case ev, ok := <-logCh:
-			if !ok {
-				return true, errors.New("vici: log session closed")
 			}
 			c.handle(ctx, ev)
 		case <-tick:
