@@ -79,8 +79,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintln(stderr, "mobiked: --check-config needs --config FILE")
 			return exitConfig
 		}
+		for _, w := range cfg.Warnings() {
+			fmt.Fprintf(stderr, "warning: %s\n", w)
+		}
 		fmt.Fprintf(stdout, "%s: ok\n", f.config)
 		return exitOK
+	}
+	for _, w := range cfg.Warnings() {
+		log.Warn("config", "warning", w.String())
 	}
 	if f.controlSocket != "" {
 		cfg.ControlSocket = f.controlSocket

@@ -43,6 +43,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -209,6 +210,8 @@ type Steerer struct {
 	smu    sync.Mutex
 	latest *mobike.ActRouting
 	wake   chan struct{}
+	// applied is the generation Run applied last (fully or not).
+	applied atomic.Uint64
 }
 
 // New creates a Steerer. It changes nothing in the kernel: what a previous
@@ -472,6 +475,7 @@ func (s *Steerer) Run(ctx context.Context) error {
 		start := time.Now()
 		failed, err := s.Set(a.State)
 		last = a
+		s.applied.Store(a.Gen)
 		if err != nil {
 			s.log.Error("routing state not fully applied", "gen", a.Gen, "failed_groups", failed, "err", err)
 		} else if !resync {
@@ -487,6 +491,9 @@ func (s *Steerer) Run(ctx context.Context) error {
 		}
 	}
 }
+
+// AppliedGen returns the generation of the state Run applied last.
+func (s *Steerer) AppliedGen() uint64 { return s.applied.Load() }
 
 // ---- rendering ----
 
