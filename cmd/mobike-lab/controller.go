@@ -25,11 +25,12 @@ func mobikedBin() (string, error) {
 	return "", fmt.Errorf("mobiked binary not found next to mobike-lab or in $PATH (run `make build`)")
 }
 
-// startMobiked starts mobiked in the lab's mn namespace.
-func startMobiked(ctx context.Context, l *lab.Lab) (int, error) {
+// startMobiked starts mobiked in the lab's mn namespace with config (""
+// = the lab's default config).
+func startMobiked(ctx context.Context, l *lab.Lab, config string) (int, error) {
 	bin, err := mobikedBin()
 	if err != nil {
 		return 0, err
 	}
-	return l.StartMobiked(ctx, bin, "")
+	return l.StartMobiked(ctx, bin, config)
 }
