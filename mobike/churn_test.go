@@ -45,10 +45,10 @@ func responder() (*Controller, time.Time) {
 
 func TestResponderChurnBounded(t *testing.T) {
 	c, now := responder()
-	churn(c, now, 0, 5000)
+	churn(c, now, 0, 2000)
 	cn := c.conns["rw"]
 	if len(c.sas) != churnLive || len(cn.learned) != churnLive || len(cn.peers) != churnLive {
-		t.Errorf("after 5 000 clients: %d SAs, %d learned, %d peers; want %d each", len(c.sas), len(cn.learned), len(cn.peers), churnLive)
+		t.Errorf("after 2 000 clients: %d SAs, %d learned, %d peers; want %d each", len(c.sas), len(cn.learned), len(cn.peers), churnLive)
 	}
 	if len(c.peerSets) != 1 {
 		t.Errorf("%d interned peer sets, want 1 (the current one)", len(c.peerSets))
