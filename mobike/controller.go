@@ -152,6 +152,7 @@ type pendingSteer struct {
 	deadline time.Time
 	cause    SteerCause
 	gen      uint64 // routing generation that carried it (0: not yet emitted)
+	onTarget int    // steerable SAs on the target at the last deadline (progress)
 }
 
 type holdKey struct {

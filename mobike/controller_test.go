@@ -490,3 +490,39 @@ func TestSteerDivertedToKnownPeer(t *testing.T) {
 		t.Errorf("conn %+v", cv)
 	}
 }
+
+// A steer of many SAs is not given up while charon keeps moving them: each
+// timeout that saw progress waits another one; a timeout without progress
+// fails.
+func TestSteerWaitsWhileCharonProgresses(t *testing.T) {
+	c := New(Config{})
+	c.Step(at(0), EvNetState{State: laptopNet()})
+	c.Step(at(0), EvConns{Conns: []Conn{{Name: "office", RemoteAddrs: []netip.Addr{ip("10.3.0.2")}}}})
+	c.Step(at(0), EvSAList{SAs: []SA{sa(1, pEth, true), sa(2, pEth, true), sa(3, pEth, true)}})
+	c.Step(at(0.01), good(pEth, at(0.01)))
+	c.Step(at(0.03), good(pWlan, at(0.03)))
+	c.Step(at(2), lost(pEth, at(2), 3))
+	move := func(now float64, id uint32) {
+		c.Step(at(now), EvIKEUpdate{Conn: "office", UniqueID: id, NewLocal: netip.AddrPortFrom(pWlan.Local, 4500), NewRemote: netip.AddrPortFrom(pWlan.Remote, 4500)})
+	}
+	move(2.5, 1)
+	c.TakeTrace()
+	dl := c.NextDeadline() // 5 s: one SA moved since the steer
+	c.Step(dl, EvTimer{})
+	if tr := c.TakeTrace(); traceHas(tr, "steer-failed") {
+		t.Fatalf("failed while charon was moving SAs: %v", tr)
+	}
+	move(6, 2)
+	move(7, 3)
+	if !traceHas(c.TakeTrace(), "steer-confirmed office 10.2.0.2->10.3.0.2 after 5s") {
+		t.Fatal("not confirmed")
+	}
+	// No progress: fails at the deadline.
+	c2 := setup(t, policy.Settings{}, true)
+	c2.Step(at(2), lost(pEth, at(2), 3))
+	c2.TakeTrace()
+	c2.Step(c2.NextDeadline(), EvTimer{})
+	if !traceHas(c2.TakeTrace(), "steer-failed office 10.2.0.2->10.3.0.2 unconfirmed") {
+		t.Fatal("no failure without progress")
+	}
+}

@@ -85,6 +85,22 @@ func (c *Controller) allOn(g *group, p Pair) bool {
 	return true
 }
 
+// progress reports whether more steerable SAs of the group are on the
+// steer's target than at its last deadline, and records the count.
+func (c *Controller) progress(g *group, ps *pendingSteer) bool {
+	n := 0
+	for _, m := range g.members {
+		for _, id := range m.sas {
+			if s := c.sas[id]; steerable(s.sa) && s.pair == ps.to {
+				n++
+			}
+		}
+	}
+	more := n > ps.onTarget
+	ps.onTarget = n
+	return more
+}
+
 // diverted returns a pair a steerable SA of the group moved to that is
 // neither the steer's target nor one the SAs were on at the steer (zero when
 // none), and whether its remote address was unknown when the steer was made.
@@ -157,6 +173,14 @@ func (c *Controller) evaluate(g *group) {
 			c.abandon(g, FailUnknownPeer, "charon moved to "+diverted.String()+", a peer address unknown at the steer")
 		case diverted.Local.IsValid():
 			c.fail(g, FailWrongPath, "charon moved to "+diverted.String()+" instead")
+		case !now.Before(ps.deadline) && c.progress(g, ps):
+			// charon is still moving SAs (a large group moves over
+			// seconds): wait another timeout.
+			ps.deadline = now.Add(c.pol.SteerTimeout)
+			g.pair = ps.to
+			g.decision = fmt.Sprintf("waiting for charon to move to %s (%d SAs there)", ps.to, ps.onTarget)
+			c.minDeadline(g, ps.deadline)
+			return
 		case !now.Before(ps.deadline):
 			c.fail(g, FailUnconfirmed, "no ike-update within "+c.pol.SteerTimeout.String())
 		case target == nil || !target.usable():
@@ -326,6 +350,7 @@ func (c *Controller) regroup(g *group, cur Pair) {
 	on := c.onPairs(g)
 	g.pending = &pendingSteer{from: on, to: cur, at: c.now, deadline: c.now.Add(c.pol.SteerTimeout), cause: SteerRegroup,
 		peers: slices.Clone(g.peers)}
+	c.progress(g, g.pending) // the SAs already there are no progress
 	c.activeOK = false
 	c.observe(SteerRequested{Group: g.name, From: cur, To: cur, Cause: SteerRegroup,
 		Detail: fmt.Sprintf("SAs of the group are on %d pairs", len(on))})
@@ -529,6 +554,7 @@ func (c *Controller) steer(g *group, from Pair, w *policy.Ranked, cause SteerCau
 	to := Pair{Local: w.Local, Remote: w.Remote}
 	g.pending = &pendingSteer{from: c.onPairs(g), to: to, at: c.now, deadline: c.now.Add(c.pol.SteerTimeout), cause: cause,
 		peers: slices.Clone(g.peers)}
+	c.progress(g, g.pending) // the SAs already there are no progress
 	g.pair = to
 	g.moves = append(g.moves, c.now)
 	g.hold = holdKey{}
