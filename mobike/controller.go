@@ -87,7 +87,8 @@ type Controller struct {
 	rankCache   map[rankKey]*rankResult
 	peerSets    map[string]*peerSet // interned peer-set keys, reference counted
 	nextPeerSet uint64
-	anyDirty    bool // some group is dirty
+	evals       uint64 // group evaluations so far (conn.steeredAt)
+	anyDirty    bool   // some group is dirty
 	decided     bool // decide ran: recompute the deadline
 	acts        []Action
 	trace       []Observation
@@ -133,6 +134,7 @@ type conn struct {
 	sas      []uint32 // sorted
 
 	group       *group // nil when not live (not loaded in charon, no SA)
+	steeredAt   uint64 // Controller.evals of the last evaluation that found it steered
 	conflict    string // why the group's pair breaks this connection's policy ("" = it does not)
 	natExcluded map[Pair]bool
 
@@ -361,7 +363,9 @@ func (c *Controller) gcConn(cn *conn) {
 	c.rebuildRemotes()
 }
 
-func (c *Controller) recomputePeers(cn *conn) {
+// recomputePeers recomputes cn's peer addresses and reports whether they
+// changed.
+func (c *Controller) recomputePeers(cn *conn) bool {
 	ps := make([]netip.Addr, 0, len(cn.remoteAddrs)+len(cn.pol.ExtraPeers)+len(cn.learned))
 	for _, set := range [][]netip.Addr{cn.remoteAddrs, cn.pol.ExtraPeers} {
 		for _, a := range set {
@@ -377,7 +381,7 @@ func (c *Controller) recomputePeers(cn *conn) {
 	slices.SortFunc(ps, netip.Addr.Compare)
 	ps = slices.Compact(ps)
 	if slices.Equal(ps, cn.peers) && cn.peersKey != "" {
-		return
+		return false
 	}
 	cn.peers = ps
 	var b strings.Builder
@@ -401,6 +405,7 @@ func (c *Controller) recomputePeers(cn *conn) {
 	c.markDirty(cn)
 	c.pairsDirt = true
 	c.groupsDirt = true
+	return true
 }
 
 // releasePeerSet drops one reference to an interned peer set.
@@ -434,8 +439,9 @@ func (c *Controller) learnPeer(cn *conn, s *saState, a netip.Addr) {
 	if !cn.knows(a) {
 		c.observe(PeerLearned{Conn: cn.name, Addr: a})
 	}
-	c.recomputePeers(cn)
-	c.rebuildRemotes()
+	if c.recomputePeers(cn) {
+		c.rebuildRemotes()
+	}
 }
 
 // forgetSA drops what SA s taught cn: an address no other SA is or was on
@@ -452,8 +458,7 @@ func (c *Controller) forgetSA(cn *conn, s *saState) {
 		}
 	}
 	s.visited = nil
-	if changed {
-		c.recomputePeers(cn)
+	if changed && c.recomputePeers(cn) {
 		c.rebuildRemotes()
 	}
 }

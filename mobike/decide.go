@@ -73,11 +73,8 @@ func (c *Controller) onPairs(g *group) []Pair {
 // is on p.
 func (c *Controller) allOn(g *group, p Pair) bool {
 	for _, m := range g.members {
-		if !m.follows(p) {
-			continue
-		}
 		for _, id := range m.sas {
-			if s := c.sas[id]; steerable(s.sa) && s.pair != p {
+			if s := c.sas[id]; s.pair != p && steerable(s.sa) && m.follows(p) {
 				return false
 			}
 		}
@@ -198,8 +195,19 @@ func (c *Controller) evaluate(g *group) {
 	// member (by priority) with an eligible pair.
 	rrs := make([]*rankResult, len(steered))
 	lead := -1
+	var lastPeers uint64
+	var lastRR *rankResult
 	for i, cn := range steered {
-		rrs[i] = c.rank(cn, cur)
+		// Unlisted members without an override and with the same peer
+		// addresses share a ranking (skips the cache lookup).
+		if shared := !cn.explicit && cn.prefer == ""; shared && lastRR != nil && cn.peersID == lastPeers {
+			rrs[i] = lastRR
+		} else {
+			rrs[i] = c.rank(cn, cur)
+			if shared {
+				lastPeers, lastRR = cn.peersID, rrs[i]
+			}
+		}
 		c.noteNATExcluded(cn, rrs[i])
 		if lead < 0 && rrs[i].winner >= 0 {
 			lead = i
@@ -507,13 +515,24 @@ func (c *Controller) choose(steered []*conn, rrs []*rankResult, lead int, cur Pa
 		}
 	}
 	if len(steered) > 1 {
+		// Members with identical inputs share one ranking: count each
+		// distinct ranking once, weighted (1 000 connections to one gateway
+		// are one or two rankings).
+		weight := map[*rankResult]int{}
+		var distinct []*rankResult
+		for _, rr := range rrs {
+			if weight[rr] == 0 {
+				distinct = append(distinct, rr)
+			}
+			weight[rr]++
+		}
 		count := make([]int, len(cands))
 		most := 0
 		for j, i := range cands {
 			p := Pair{Local: lr.ranked[i].Local, Remote: lr.ranked[i].Remote}
-			for k := range steered {
-				if rrs[k].eligible(p) {
-					count[j]++
+			for _, rr := range distinct {
+				if rr.eligible(p) {
+					count[j] += weight[rr]
 				}
 			}
 			most = max(most, count[j])
@@ -626,10 +645,23 @@ func (c *Controller) clearAlert(g *group, reason AlertReason, conn string) {
 // its policy (a policy conflict: disjoint allowed uplinks, one member
 // forbids NAT, ...), with an observation and an alert when that changes.
 func (c *Controller) noteConflicts(g *group, steered []*conn) {
+	// Unlisted members with the same peer addresses get the same answer
+	// (1 000 connections to one gateway: one or two computations).
+	var memo map[uint64]string
 	for _, m := range g.members {
 		why := ""
-		if g.pair.Local.IsValid() && slices.Contains(steered, m) {
-			why = c.conflictWith(m, g.pair)
+		if g.pair.Local.IsValid() && len(steered) > 0 && m.steeredAt == c.evals {
+			if m.explicit {
+				why = c.conflictWith(m, g.pair)
+			} else if w, ok := memo[m.peersID]; ok {
+				why = w
+			} else {
+				why = c.conflictWith(m, g.pair)
+				if memo == nil {
+					memo = map[uint64]string{}
+				}
+				memo[m.peersID] = why
+			}
 		}
 		if why == m.conflict {
 			continue

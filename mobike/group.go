@@ -163,15 +163,22 @@ func before(a, b *conn) int {
 	return 0
 }
 
-// steered returns the members with a steerable SA, by priority.
+// steered returns the members with a steerable SA, by priority, and marks
+// them (conn.steeredAt = the evaluation's number).
 func (c *Controller) steered(g *group) []*conn {
+	c.evals++
 	var out []*conn
+	ordered := true // members are by name: the order unless overrides or listed ones reorder it
 	for _, m := range g.members {
 		if c.firstInitiator(m) != nil {
+			m.steeredAt = c.evals
 			out = append(out, m)
+			ordered = ordered && m.prefer == "" && !m.explicit
 		}
 	}
-	slices.SortStableFunc(out, before)
+	if !ordered {
+		slices.SortStableFunc(out, before)
+	}
 	return out
 }
 
