@@ -89,7 +89,7 @@ type Controller struct {
 	nextPeerSet uint64
 	evals       uint64 // group evaluations so far (conn.steeredAt)
 	anyDirty    bool   // some group is dirty
-	decided     bool // decide ran: recompute the deadline
+	decided     bool   // decide ran: recompute the deadline
 	acts        []Action
 	trace       []Observation
 	deadline    time.Time
