@@ -32,6 +32,7 @@ commands:
   demo                                               show charon alone against a silent blackhole
   bench [--runs N] [--scenario NAME ...] [--json FILE] [--svg DIR] [--sas N] [--modes charon,mobiked]
         [--mobiked-config FILE] [--logs DIR]         measure charon alone vs charon + mobiked (docs/BENCHMARKS.md)
+  conform [--json FILE]                              run mobike-conform from mn against the gateway (docs/conformance.md)
 every command accepts --name NAME (default mlab)
 `
 
@@ -68,6 +69,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdDemo(ctx, rest, stdout, stderr)
 	case "bench":
 		err = cmdBench(ctx, rest, stdout, stderr)
+	case "conform":
+		err = cmdConform(ctx, rest, stdout, stderr)
 	default:
 		fmt.Fprintf(stderr, "mobike-lab: unknown command %q\n\n%s", cmd, usage)
 		return 2

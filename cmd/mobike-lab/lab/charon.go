@@ -14,6 +14,10 @@ import (
 // PSK is the lab's pre-shared key (lab only).
 const PSK = "mobike-lab-psk-not-a-secret"
 
+// ConformID is the identity of the MOBIKE conformance peer (mobike-conform);
+// the gateway has a childless-capable connection "conform" for it.
+const ConformID = "conform.lab"
+
 const charonPlugins = "random kdf nonce aes sha1 sha2 hmac gcm pem pkcs1 x509 pubkey openssl curve25519 kernel-libipsec kernel-netlink socket-default vici updown"
 
 // PluginDir is where Debian installs charon's plugins.
@@ -141,6 +145,26 @@ connections {
       }
     }
   }
+  # the conformance peer (mobike-lab conform): childless allowed (RFC 6023)
+  conform {
+    version = 2
+    mobike = yes
+    proposals = aes128gcm16-aes256gcm16-prfsha256-x25519-ecp256, aes128-aes256-sha256-prfsha256-x25519-ecp256
+    local {
+      auth = psk
+      id = gw@lab
+    }
+    remote {
+      auth = psk
+      id = %s
+    }
+    children {
+      conform {
+        local_ts = 10.9.0.0/24
+        esp_proposals = aes128gcm16
+      }
+    }
+  }
 }
 pools {
   labpool {
@@ -152,7 +176,7 @@ secrets {
     secret = "%s"
   }
 }
-`, l.Name, VIPPool, PSK)
+`, l.Name, ConformID, VIPPool, PSK)
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, `# mobike-lab %s: multihomed client (generated)
