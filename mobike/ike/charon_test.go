@@ -156,4 +156,3 @@ func idAuth(t *testing.T, m *wire.Message, out bool) (ID, []byte) {
 	}
 	return id, auth
 }
-
