@@ -316,6 +316,8 @@ func (d *driver) checkRR(ctx context.Context, a *session) error {
 				d.set(IDRR, Fail, "%s", strings.Join(append(bad, ok...), "; "))
 				d.skipRest(IDRR, "IKE SA closed: "+a.closedWhy())
 				return nil
+			case !res.Passed && res.Pair.Local.IsValid():
+				bad = append(bad, fmt.Sprintf("%s (answered on %s instead)", name, res.Pair))
 			case !res.Passed:
 				bad = append(bad, name+" (no answer on the pair)")
 			default:
@@ -443,7 +445,7 @@ func (d *driver) checkUpdates(ctx context.Context, a *session, natLocal, plainOt
 	case proto.UpdateRejected:
 		d.set(IDUpdate, Fail, "#%d from %s refused: %s", o.MsgID, target, o.Reason)
 	default:
-		d.set(IDUpdate, Fail, "UPDATE_SA_ADDRESSES from %s: IKE SA closed: %s", target, a.closedWhy())
+		d.set(IDUpdate, Fail, "UPDATE_SA_ADDRESSES from %s: %s", target, a.closedDetail())
 		d.skipRest(IDUpdate, "IKE SA closed: "+a.closedWhy())
 		return nil
 	}
@@ -473,7 +475,7 @@ func (d *driver) checkUpdates(ctx context.Context, a *session, natLocal, plainOt
 		case proto.UpdateRejected:
 			d.set(IDUpdateNAT, Fail, "#%d from %s refused: %s", o.MsgID, natLocal, o.Reason)
 		default:
-			d.set(IDUpdateNAT, Fail, "update from %s: IKE SA closed: %s", natLocal, a.closedWhy())
+			d.set(IDUpdateNAT, Fail, "update from %s: %s", natLocal, a.closedDetail())
 			d.skipRest(IDUpdateNAT, "IKE SA closed: "+a.closedWhy())
 			return nil
 		}
@@ -570,7 +572,7 @@ func (d *driver) checkListUpdate(ctx context.Context, a *session) error {
 			d.set(IDListUpdate, Pass, "#%d with %s acknowledged", o.MsgID, list)
 		}
 	default:
-		d.set(IDListUpdate, Fail, "address list: IKE SA closed: %s", a.closedWhy())
+		d.set(IDListUpdate, Fail, "address list: %s", a.closedDetail())
 	}
 	return nil
 }
@@ -657,7 +659,7 @@ func (d *driver) checkNoNATs(ctx context.Context, natLocal netip.Addr) error {
 	case proto.UpdateRejected:
 		d.set(IDNoNATs, Fail, "#%d from %s refused with %s instead of UNEXPECTED_NAT_DETECTED", o.MsgID, natLocal, o.Reason)
 	default:
-		d.set(IDNoNATs, Fail, "update from %s: IKE SA closed: %s", natLocal, b.closedWhy())
+		d.set(IDNoNATs, Fail, "update from %s: %s", natLocal, b.closedDetail())
 	}
 	return b.deleteQuietly(ctx)
 }

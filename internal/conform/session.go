@@ -235,6 +235,19 @@ func (s *session) closedWhy() string {
 	return strings.TrimPrefix(why, "proto: ")
 }
 
+// closedDetail says in words why the SA closed during an exchange.
+func (s *session) closedDetail() string {
+	switch s.peer.CloseCause() {
+	case proto.CloseCookie2Mismatch:
+		return "the answer did not echo our COOKIE2, so the IKE SA was closed (RFC 4555 §3.7)"
+	case proto.CloseTimeout:
+		return "no answer; IKE SA given up after retransmissions"
+	case proto.CloseInvalidSyntax:
+		return "answered INVALID_SYNTAX; IKE SA closed"
+	}
+	return "IKE SA closed: " + s.closedWhy()
+}
+
 func (s *session) summary() string {
 	parts := []string{s.in.Suite().String(), "peer id " + s.in.PeerID().String()}
 	switch c := s.in.Child(); {

@@ -518,7 +518,11 @@ func (p *Peer) probeResponse(r *request, pkt Packet, o *outs) {
 	pair := Pair{Local: pkt.Dst, Remote: pkt.Src}
 	switch {
 	case !slices.Contains(r.cands, pair):
-		o.add(PathTestResult{MsgID: mid})
+		res := PathTestResult{MsgID: mid}
+		if !r.sentOn[pair] {
+			res.Pair = pair // answered on a pair it was never sent on (B7 says: on the request's)
+		}
+		o.add(res)
 	case len(r.sentOn) == 1:
 		p.verified[pair.Remote] = true
 		res := PathTestResult{MsgID: mid, Pair: pair, Passed: true}

@@ -150,7 +150,9 @@ type PathTestStarted struct {
 // PathTestResult reports the end of a path test. Passed means Pair answered
 // a request sent on it alone; Restarted means the answer came on Pair but the
 // request had been sent on several pairs, so a new request is sent on Pair
-// (M44, M60, RFC 4621 §6.2); otherwise no candidate pair answered. NATChecked
+// (M44, M60, RFC 4621 §6.2); otherwise no candidate pair answered (a Pair is
+// then a pair the request was never sent on, where the answer came instead).
+// NATChecked
 // says the answer to a request sent on Pair alone carried NAT-D, and
 // NATHere/NATPeer what it showed about Pair.
 type PathTestResult struct {
@@ -278,6 +280,9 @@ func (o PathTestResult) String() string {
 		return fmt.Sprintf("path-test #%d passed %s", o.MsgID, o.Pair)
 	case o.Restarted:
 		return fmt.Sprintf("path-test #%d answered on %s after several pairs: restart", o.MsgID, o.Pair)
+	}
+	if o.Pair.Local.IsValid() {
+		return fmt.Sprintf("path-test #%d failed, answered on %s", o.MsgID, o.Pair)
 	}
 	return fmt.Sprintf("path-test #%d failed", o.MsgID)
 }
