@@ -17,14 +17,17 @@ import (
 // namespace mn (each socket keeps its namespace; the suite itself runs
 // here).
 func conformListen(l *lab.Lab) conform.ListenFunc {
-	return func(c ikeudp.Config) (*ikeudp.Transport, error) {
+	return func(c ikeudp.Config) (conform.Listener, error) {
 		var t *ikeudp.Transport
 		err := lab.InNetNS(l.NS("mn"), func() error {
 			var err error
 			t, err = ikeudp.Listen(c)
 			return err
 		})
-		return t, err
+		if err != nil {
+			return nil, err
+		}
+		return t, nil
 	}
 }
 

@@ -118,9 +118,18 @@ func ParseArgs(args []string, getenv func(string) string) (Options, error) {
 	return o, nil
 }
 
+// Listener is a transport that can be closed; *ikeudp.Transport is one.
+type Listener interface {
+	Transport
+	Close() error
+}
+
 // ListenFunc opens the transport; ikeudp.Listen by default. The lab passes
 // one that opens the sockets inside its client namespace.
-type ListenFunc func(ikeudp.Config) (*ikeudp.Transport, error)
+type ListenFunc func(ikeudp.Config) (Listener, error)
+
+// UDP is the default ListenFunc.
+func UDP(c ikeudp.Config) (Listener, error) { return ikeudp.Listen(c) }
 
 // Main is mobike-conform: it parses args, runs the suite and prints the
 // report. It returns the exit status and the report (nil when the suite did
@@ -141,7 +150,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer, getenv f
 		return 2, nil
 	}
 	if listen == nil {
-		listen = ikeudp.Listen
+		listen = UDP
 	}
 	log := slog.New(slog.DiscardHandler)
 	if getenv("MOBIKE_CONFORM_DEBUG") != "" {

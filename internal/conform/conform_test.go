@@ -75,7 +75,7 @@ func (n *fakeNet) Send(src, dst netip.AddrPort, msg []byte) error {
 	if err != nil {
 		return nil // dropped: ignored or undecryptable
 	}
-	n.recv <- ikeudp.Datagram{Src: dst, Dst: src, Data: resp, At: time.Now()}
+	n.recv <- ikeudp.Datagram{Src: n.gw.ReplySource(msg, dst), Dst: src, Data: resp, At: time.Now()}
 	return nil
 }
 
@@ -190,6 +190,8 @@ func TestDeviations(t *testing.T) {
 		{"no nat-d", iketest.Behaviour{NoNATD: true}, nil, true, IDUpdateNAT, Fail, "no return routability answer carried NAT-D", false},
 		{"silent", iketest.Behaviour{SilentInfo: true}, nil, false, IDRR, Fail, "IKE SA closed", false},
 		{"no nat", iketest.Behaviour{}, nil, false, IDUpdateNAT, Skipped, "no NAT", true},
+		{"answers from its SA address", iketest.Behaviour{AnswerFromSA: true}, nil, false, IDRR, Fail,
+			"192.0.2.10->198.51.100.2 (answered on 192.0.2.10:41000<->198.51.100.1:4500 instead)", false},
 		{"one local", iketest.Behaviour{}, func(c *Config) { c.Locals = c.Locals[:1] }, false, IDUpdate, Skipped, "second local", true},
 		{"child sa", iketest.Behaviour{}, func(c *Config) { c.Child = ike.ChildAlways }, false, IDNegotiated, Pass, "CHILD_SA accepted", true},
 		{"childless", iketest.Behaviour{Childless: true}, nil, false, IDNegotiated, Pass, "childless", true},

@@ -39,6 +39,23 @@ type Behaviour struct {
 	SilentInfo      bool         // never answer INFORMATIONAL requests
 	IgnoreDelete    bool         // answer a Delete but keep the SA
 	ImplicitUpdates bool         // move the SA to the source of any request (M51 violation)
+	// AnswerFromSA asks the network layer to send INFORMATIONAL responses
+	// from the IKE SA's own address instead of the request's destination
+	// (libreswan 4.10 does that); see ReplySource.
+	AnswerFromSA bool
+}
+
+// ReplySource is where the response to a request that arrived on dst must be
+// sent from: dst, or with AnswerFromSA the IKE SA's address.
+func (g *Gateway) ReplySource(b []byte, dst netip.AddrPort) netip.AddrPort {
+	h, err := wire.PeekHeader(b)
+	if err != nil || !g.B.AnswerFromSA || h.Exchange != wire.ExchangeInformational {
+		return dst
+	}
+	if sa := g.sas[h.SPIi]; sa != nil && sa.Pair.Local.IsValid() {
+		return sa.Pair.Local
+	}
+	return dst
 }
 
 // SA is the gateway's view of one IKE SA.
