@@ -101,28 +101,33 @@ func TestLabConform(t *testing.T) {
 	for _, tc := range []struct {
 		file  string
 		props []wire.Proposal
+		child ike.ChildMode
 		suite string
+		want  string
 	}{
-		// the default offer: charon picks AES-GCM-16 with Curve25519
-		{"charon-5.9.8.json", nil, "aes128gcm16-prfsha256-x25519"},
+		// the default offer: charon picks AES-GCM-16 with Curve25519 and
+		// announces childless support
+		{"charon-5.9.8.json", nil, ike.ChildAuto, "aes128gcm16-prfsha256-x25519", "childless"},
 		// CBC with HMAC-SHA2-256-128 and ECP-256: the Curve25519 key share
 		// draws INVALID_KE_PAYLOAD first
-		{"charon-5.9.8-cbc-ecp256.json", []wire.Proposal{ike.Proposal(cbc)}, "aes256-sha256-prfsha256-ecp256"},
+		{"charon-5.9.8-cbc-ecp256.json", []wire.Proposal{ike.Proposal(cbc)}, ike.ChildAuto, "aes256-sha256-prfsha256-ecp256", "1 IKE_SA_INIT retries"},
+		// a CHILD_SA proposal in IKE_AUTH (charon installs it, the tool does not)
+		{"", nil, ike.ChildAlways, "aes128gcm16-prfsha256-x25519", "CHILD_SA accepted"},
 	} {
 		res, err := conform.Run(ctx, conform.Config{Peers: opts.Peers[:1], Locals: opts.Locals[:1], PSK: opts.PSK, ID: opts.ID,
-			Proposals: tc.props, Transport: tr})
+			Proposals: tc.props, Child: tc.child, Transport: tr})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if c, _ := res.Report.Check(conform.IDNegotiated); c.Status != conform.Pass || len(res.SAs) == 0 {
-			t.Fatalf("%s: %s %s", tc.suite, c.Status, c.Detail)
+		if c, _ := res.Report.Check(conform.IDNegotiated); c.Status != conform.Pass || len(res.SAs) == 0 || !strings.Contains(c.Detail, tc.want) {
+			t.Fatalf("%s: %s %s, want PASS with %q", tc.suite, c.Status, c.Detail, tc.want)
 		}
 		rec := res.SAs[0]
 		if got := rec.Secrets.Suite.String(); got != tc.suite {
 			t.Errorf("negotiated %s, want %s", got, tc.suite)
 		}
 		checkCharonIKEAuth(t, rec)
-		if *updateCapture {
+		if *updateCapture && tc.file != "" {
 			writeCapture(t, tc.file, rec)
 		}
 	}

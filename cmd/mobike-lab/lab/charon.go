@@ -159,8 +159,12 @@ connections {
       id = %s
     }
     children {
+      # proposed only when asked for; the tool never installs ESP. The remote
+      # selector is not the peer's IKE address (kernel-libipsec refuses a
+      # route that would catch IKE) nor the lab's VIP pool.
       conform {
         local_ts = 10.9.0.0/24
+        remote_ts = 10.51.0.0/24
         esp_proposals = aes128gcm16
       }
     }
