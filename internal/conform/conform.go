@@ -218,7 +218,11 @@ func (d *driver) run(ctx context.Context) error {
 		return err
 	}
 	if est == nil {
-		d.set(IDNegotiated, Fail, "no IKE SA: %s", a.closedWhy())
+		why := a.closedWhy()
+		if a.peer.CloseCause() == proto.CloseTimeout {
+			why = "no answer from " + a.peer.IKEPair().Remote.String()
+		}
+		d.set(IDNegotiated, Fail, "no IKE SA: %s", why)
 		d.skipRest(IDNegotiated, "no IKE SA")
 		return nil
 	}

@@ -208,6 +208,18 @@ func TestDeviations(t *testing.T) {
 	}
 }
 
+// A gateway that never answers: no IKE SA, the rest skipped.
+func TestSilentGateway(t *testing.T) {
+	n := newFakeNet(t, iketest.Behaviour{})
+	n.blocked[[2]netip.Addr{l1, p1}] = true
+	r := &run(t, n, nil).Report
+	want(t, r, IDNegotiated, Fail, "no IKE SA: no answer from 198.51.100.1:500")
+	want(t, r, IDDelete, Skipped, "no IKE SA")
+	if r.Passed() {
+		t.Error("passed")
+	}
+}
+
 // A pair that does not answer fails return routability and names the pair;
 // the IKE SA survives on its own pair and the other checks still run.
 func TestBlockedPair(t *testing.T) {
