@@ -17,7 +17,7 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code, _ := conform.Main(ctx, os.Args[1:], os.Stdout, os.Stderr, nil, nil)
+	code, _ := conform.Main(ctx, os.Args[1:], os.Stdout, os.Stderr, conform.Env{})
 	stop()
 	os.Exit(code)
 }

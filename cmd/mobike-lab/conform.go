@@ -65,7 +65,7 @@ func cmdConform(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
-	code, rep := conform.Main(ctx, cargs, stdout, stderr, nil, conformListen(l))
+	code, rep := conform.Main(ctx, cargs, stdout, stderr, conform.Env{Listen: conformListen(l)})
 	if rep != nil && *jsonFile != "" {
 		f, err := os.Create(*jsonFile)
 		if err != nil {

@@ -131,10 +131,19 @@ type ListenFunc func(ikeudp.Config) (Listener, error)
 // UDP is the default ListenFunc.
 func UDP(c ikeudp.Config) (Listener, error) { return ikeudp.Listen(c) }
 
+// Env is what Main takes from its surroundings; zero fields take the
+// process's environment, ikeudp sockets and the wall clock.
+type Env struct {
+	Getenv func(string) string
+	Listen ListenFunc
+	Clock  Clock
+}
+
 // Main is mobike-conform: it parses args, runs the suite and prints the
 // report. It returns the exit status and the report (nil when the suite did
 // not run).
-func Main(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string, listen ListenFunc) (int, *Report) {
+func Main(ctx context.Context, args []string, stdout, stderr io.Writer, env Env) (int, *Report) {
+	getenv, listen := env.Getenv, env.Listen
 	if getenv == nil {
 		getenv = os.Getenv
 	}
@@ -162,7 +171,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer, getenv f
 		return 1, nil
 	}
 	defer tr.Close()
-	res, err := Run(ctx, Config{Peers: o.Peers, Locals: o.Locals, PSK: o.PSK, ID: o.ID, Transport: tr, Log: log})
+	res, err := Run(ctx, Config{Peers: o.Peers, Locals: o.Locals, PSK: o.PSK, ID: o.ID, Transport: tr, Log: log, Clock: env.Clock})
 	if err != nil {
 		fmt.Fprintf(stderr, "mobike-conform: %v\n", err)
 		return 1, nil

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/mobiked/mobiked/internal/ikeudp"
 	"github.com/mobiked/mobiked/mobike/ike/iketest"
@@ -78,7 +79,8 @@ func TestMainExitStatus(t *testing.T) {
 			if tc.json {
 				a = append(append([]string{}, args...), "--json")
 			}
-			code, rep := Main(context.Background(), a, &out, &errb, e, func(ikeudp.Config) (Listener, error) { return fakeListener{n}, nil })
+			code, rep := Main(context.Background(), a, &out, &errb, Env{Getenv: e, Clock: &virtualClock{now: time.Unix(0, 0)},
+				Listen: func(ikeudp.Config) (Listener, error) { return fakeListener{n}, nil }})
 			if code != tc.code || rep == nil {
 				t.Fatalf("exit %d, want %d: %s%s", code, tc.code, out.String(), errb.String())
 			}
@@ -93,16 +95,16 @@ func TestMainExitStatus(t *testing.T) {
 		})
 	}
 	var out, errb bytes.Buffer
-	if code, _ := Main(context.Background(), []string{"--peer", "x"}, &out, &errb, e, nil); code != 2 || !strings.Contains(errb.String(), "usage:") {
+	if code, _ := Main(context.Background(), []string{"--peer", "x"}, &out, &errb, Env{Getenv: e}); code != 2 || !strings.Contains(errb.String(), "usage:") {
 		t.Errorf("usage error: %d %q", code, errb.String())
 	}
 	out.Reset()
-	if code, _ := Main(context.Background(), []string{"-h"}, &out, &errb, e, nil); code != 0 || !strings.Contains(out.String(), "Exit status") {
+	if code, _ := Main(context.Background(), []string{"-h"}, &out, &errb, Env{Getenv: e}); code != 0 || !strings.Contains(out.String(), "Exit status") {
 		t.Errorf("help: %d", code)
 	}
 	errb.Reset()
 	fail := func(ikeudp.Config) (Listener, error) { return nil, errors.New("no such address") }
-	if code, rep := Main(context.Background(), args, &out, &errb, e, fail); code != 1 || rep != nil || !strings.Contains(errb.String(), "no such address") {
+	if code, rep := Main(context.Background(), args, &out, &errb, Env{Getenv: e, Listen: fail}); code != 1 || rep != nil || !strings.Contains(errb.String(), "no such address") {
 		t.Errorf("listen error: %d %q", code, errb.String())
 	}
 }

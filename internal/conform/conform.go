@@ -88,7 +88,21 @@ type Config struct {
 	Transport Transport
 	Rand      io.Reader // crypto/rand when nil
 	Log       *slog.Logger
+	// Clock is the time source; the wall clock when nil. Tests pass a
+	// virtual one so retransmission timers cost no waiting.
+	Clock Clock
 }
+
+// Clock is where a run reads the time and waits.
+type Clock interface {
+	Now() time.Time
+	After(d time.Duration) <-chan time.Time
+}
+
+type wallClock struct{}
+
+func (wallClock) Now() time.Time                         { return time.Now() }
+func (wallClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
 
 // Result is what a run found: the report, and per IKE SA what an interop
 // test needs to redo the key derivation and decrypt the captured messages.
@@ -162,7 +176,10 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	d := &driver{cfg: cfg, log: cfg.Log, sessions: map[wire.SPI]*session{}, res: &Result{Report: Report{Peer: cfg.Peers[0].String()}}}
+	if cfg.Clock == nil {
+		cfg.Clock = wallClock{}
+	}
+	d := &driver{cfg: cfg, log: cfg.Log, clock: cfg.Clock, sessions: map[wire.SPI]*session{}, res: &Result{Report: Report{Peer: cfg.Peers[0].String()}}}
 	for _, s := range Specs {
 		d.res.Report.Checks = append(d.res.Report.Checks, Check{ID: s.ID, Section: s.Section, Level: s.Level, Status: Skipped, Detail: "not run"})
 	}
@@ -179,6 +196,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 
 type driver struct {
 	cfg      Config
+	clock    Clock
 	log      *slog.Logger
 	sessions map[wire.SPI]*session
 	all      []*session

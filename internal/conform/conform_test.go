@@ -79,13 +79,29 @@ func (n *fakeNet) Send(src, dst netip.AddrPort, msg []byte) error {
 	return nil
 }
 
+// virtualClock jumps to every deadline at once: the fake network answers
+// synchronously, so nothing is pending when the suite waits.
+type virtualClock struct{ now time.Time }
+
+func (c *virtualClock) Now() time.Time { return c.now }
+
+func (c *virtualClock) After(d time.Duration) <-chan time.Time {
+	if d > 0 {
+		c.now = c.now.Add(d)
+	}
+	ch := make(chan time.Time, 1)
+	ch <- c.now
+	return ch
+}
+
 func run(t *testing.T, n *fakeNet, mod func(*Config)) *Result {
 	t.Helper()
 	id, _ := ike.ParseID("conform.test")
 	var s [32]byte
 	s[0] = 9
 	cfg := Config{Peers: []netip.Addr{p1, p2}, Locals: []netip.Addr{l1, l2}, PSK: psk, ID: id,
-		Timeout: 20 * time.Millisecond, Tries: 2, Transport: n, Rand: mrand.NewChaCha8(s)}
+		Timeout: time.Second, Tries: 3, Transport: n, Rand: mrand.NewChaCha8(s),
+		Clock: &virtualClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}}
 	if mod != nil {
 		mod(&cfg)
 	}

@@ -52,7 +52,7 @@ func (d *driver) newSession(name string, natt bool) (*session, error) {
 // establish runs IKE_SA_INIT and IKE_AUTH on pair; nil means the SA did not
 // come up (closedWhy says why).
 func (s *session) establish(ctx context.Context, pair proto.Pair) (*proto.Established, error) {
-	outs, err := s.peer.Start(time.Now(), pair)
+	outs, err := s.peer.Start(s.d.clock.Now(), pair)
 	spiI, _ := s.peer.SPIs()
 	s.d.sessions[spiI] = s
 	s.apply(outs)
@@ -74,7 +74,7 @@ func (s *session) establish(ctx context.Context, pair proto.Pair) (*proto.Establ
 // returns the matching output, or the SAClosed output.
 func (s *session) do(ctx context.Context, call func(now time.Time) ([]proto.Output, error), want func(proto.Output) bool) (proto.Output, error) {
 	mark := len(s.obs)
-	outs, err := call(time.Now())
+	outs, err := call(s.d.clock.Now())
 	if err != nil {
 		if c, why := s.peer.Closed(); c {
 			return proto.SAClosed{Cause: s.peer.CloseCause(), Reason: why}, nil
@@ -122,30 +122,38 @@ func (s *session) waitFrom(ctx context.Context, mark int, want func(proto.Output
 }
 
 // pump delivers datagrams and fires timers of every session until cond
-// holds or limit passes (errWait).
+// holds or limit passes (errWait). Datagrams already received go first, so a
+// virtual clock never jumps past an answer that is there.
 func (s *session) pump(ctx context.Context, limit time.Duration, cond func() bool) error {
 	d := s.d
-	end := time.Now().Add(limit)
+	recv := d.cfg.Transport.Recv()
+	end := d.clock.Now().Add(limit)
 	for !cond() {
+		select {
+		case dg, ok := <-recv:
+			if !ok {
+				return errDead
+			}
+			d.deliver(dg.Src, dg.Dst, dg.Data)
+			continue
+		default:
+		}
 		next := end
 		for _, x := range d.all {
 			if t, ok := x.peer.NextDeadline(); ok && t.Before(next) {
 				next = t
 			}
 		}
-		timer := time.NewTimer(time.Until(next))
 		select {
 		case <-ctx.Done():
-			timer.Stop()
 			return ctx.Err()
-		case dg, ok := <-d.cfg.Transport.Recv():
-			timer.Stop()
+		case dg, ok := <-recv:
 			if !ok {
 				return errDead
 			}
 			d.deliver(dg.Src, dg.Dst, dg.Data)
-		case <-timer.C:
-			now := time.Now()
+		case <-d.clock.After(next.Sub(d.clock.Now())):
+			now := d.clock.Now()
 			for _, x := range d.all {
 				if t, ok := x.peer.NextDeadline(); ok && !t.After(now) {
 					x.apply(x.peer.OnTimer(now))
@@ -181,7 +189,7 @@ func (d *driver) deliver(src, dst netip.AddrPort, b []byte) {
 	if m.IsResponse() {
 		s.resps[m.MessageID] = append(s.resps[m.MessageID], rx{raw: b, msg: m, src: src, dst: dst})
 	}
-	s.apply(s.peer.Handle(time.Now(), proto.Packet{Src: src, Dst: dst, Msg: m, Raw: b}))
+	s.apply(s.peer.Handle(d.clock.Now(), proto.Packet{Src: src, Dst: dst, Msg: m, Raw: b}))
 }
 
 func (s *session) apply(outs []proto.Output) {
