@@ -87,6 +87,3 @@ func cmdConform(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	return errConform
 }
-
-// ikeudpConfig is the transport configuration of a command line.
-func ikeudpConfig(o conform.Options) ikeudp.Config { return ikeudp.Config{Locals: o.Locals} }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/mobiked/mobiked/cmd/mobike-lab/lab"
 	"github.com/mobiked/mobiked/internal/conform"
+	"github.com/mobiked/mobiked/internal/ikeudp"
 	"github.com/mobiked/mobiked/mobike/ike"
 	"github.com/mobiked/mobiked/mobike/wire"
 )
@@ -92,7 +93,7 @@ func TestLabConform(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tr, err := conformListen(l)(ikeudpConfig(opts))
+	tr, err := conformListen(l)(ikeudp.Config{Locals: opts.Locals})
 	if err != nil {
 		t.Fatal(err)
 	}
