@@ -10,8 +10,10 @@ import (
 	"runtime/debug"
 )
 
-// version is set by `make deb`/`make build` through -ldflags -X.
-var version string
+// version and revision are set by `make build`/`make deb` through -ldflags
+// -X. The Go toolchain stamps the revision itself (-buildvcs) only in a plain
+// clone, not in a git worktree; an ldflags revision fills that gap.
+var version, revision string
 
 // Info is what --version prints and mobike_build_info exports.
 type Info struct {
@@ -23,7 +25,13 @@ type Info struct {
 }
 
 // Read returns the running binary's build information.
-func Read() Info { return from(version, readBuildInfo()) }
+func Read() Info {
+	in := from(version, readBuildInfo())
+	if in.Revision == "unknown" && revision != "" {
+		in.Revision = revision
+	}
+	return in
+}
 
 func readBuildInfo() *debug.BuildInfo {
 	bi, ok := debug.ReadBuildInfo()
