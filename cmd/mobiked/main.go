@@ -52,6 +52,7 @@ type flags struct {
 	metricsListen string
 	webConfig     string
 	strongswanCfg string
+	swanctlCfg    string
 	cleanup       bool
 	checkConfig   bool
 	version       bool
@@ -67,7 +68,8 @@ func newFlagSet(f *flags, stderr io.Writer) *flag.FlagSet {
 	fs.StringVar(&f.controlSocket, "control-socket", "", "control API socket (default from config, "+control.DefaultSocket+")")
 	fs.StringVar(&f.metricsListen, "metrics-listen", "", "Prometheus listener host:port or :port (default from config, 127.0.0.1:9816; \"off\" disables)")
 	fs.StringVar(&f.webConfig, "web.config.file", "", "exporter-toolkit web configuration (TLS, basic auth) for the metrics listener")
-	fs.StringVar(&f.strongswanCfg, "strongswan-conf", "/etc/strongswan.conf", "charon's strongswan.conf, read by `mobikectl doctor` checks")
+	fs.StringVar(&f.strongswanCfg, "strongswan-conf", "/etc/strongswan.conf", "charon's strongswan.conf, read by the checks of `mobikectl doctor`")
+	fs.StringVar(&f.swanctlCfg, "swanctl-conf", "/etc/swanctl/swanctl.conf", "swanctl.conf, read by the checks of `mobikectl doctor`")
 	fs.BoolVar(&f.cleanup, "cleanup", false, "remove every route and rule mobiked owns, then exit")
 	fs.BoolVar(&f.checkConfig, "check-config", false, "check the config file and exit (status 2 on problems)")
 	fs.BoolVar(&f.version, "version", false, "print the version and the VCS revision, then exit")

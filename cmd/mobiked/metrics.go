@@ -294,7 +294,6 @@ func (d *daemon) alive(ctx context.Context) error {
 	return nil
 }
 
-
 // probeTotals are cumulative probe counts of one uplink.
 type probeTotals struct{ sent, lost, bytes uint64 }
 
