@@ -15,15 +15,15 @@ import (
 
 	"github.com/mobiked/mobiked/cmd/internal/buildinfo"
 	"github.com/mobiked/mobiked/cmd/internal/control"
+	"github.com/mobiked/mobiked/deploy"
 	"github.com/mobiked/mobiked/mobike"
 	"github.com/mobiked/mobiked/policy"
 	"github.com/mobiked/mobiked/vici/steer"
 )
 
 // CharonSnippetPath is where the docs tell users to install
-// deploy/strongswan.d/mobiked.conf (the lab installs it there too, and the
-// Debian package ships it there).
-const CharonSnippetPath = "/etc/strongswan.d/mobiked.conf"
+// deploy/strongswan.d/mobiked.conf.
+const CharonSnippetPath = deploy.CharonConfPath
 
 // charonSetting is one setting mobiked needs from charon.
 type charonSetting struct {
@@ -284,12 +284,31 @@ func steerBandOf(cfg *policy.Config) steerBand {
 	return b
 }
 
+// tablesString renders the tables with runs folded: "2100–2164".
+func (b steerBand) tablesString() string {
+	t := slices.Sorted(slices.Values(b.tables))
+	var parts []string
+	for i := 0; i < len(t); {
+		j := i
+		for j+1 < len(t) && t[j+1] == t[j]+1 {
+			j++
+		}
+		if j > i {
+			parts = append(parts, fmt.Sprintf("%d–%d", t[i], t[j]))
+		} else {
+			parts = append(parts, fmt.Sprint(t[i]))
+		}
+		i = j + 1
+	}
+	return strings.Join(parts, ", ")
+}
+
 // checkForeign finds rules in mobiked's priority band and routes in its
 // tables that mobiked did not install (another protocol): they would fight
 // mobiked's steering.
 func checkForeign(b steerBand) []control.Check {
 	const name = "foreign-entries"
-	hint := fmt.Sprintf("move them out of priorities %d–%d and tables %v, or move mobiked's (steering: in mobiked.yaml)", b.prioMin, b.prioMax, b.tables)
+	hint := fmt.Sprintf("move them out of priorities %d–%d and tables %s, or move mobiked's (steering: in mobiked.yaml)", b.prioMin, b.prioMax, b.tablesString())
 	rules, err := netlink.RuleList(netlink.FAMILY_ALL)
 	if err != nil {
 		return []control.Check{{Name: name, Status: control.CheckWarn, Detail: fmt.Sprintf("cannot list rules: %v", err)}}
@@ -300,22 +319,21 @@ func checkForeign(b steerBand) []control.Check {
 			found = append(found, fmt.Sprintf("rule pref %d (%s)", r.Priority, r.String()))
 		}
 	}
-	for _, t := range b.tables {
-		routes, err := netlink.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{Table: t}, netlink.RT_FILTER_TABLE)
-		if err != nil {
-			return []control.Check{{Name: name, Status: control.CheckWarn, Detail: fmt.Sprintf("cannot list routes of table %d: %v", t, err)}}
-		}
-		for _, r := range routes {
-			if r.Protocol != netlink.RouteProtocol(steer.DefaultProtocol) {
-				found = append(found, fmt.Sprintf("route %s in table %d", r.String(), t))
-			}
+	// One dump of every table (Table 0 = RT_TABLE_UNSPEC), filtered here.
+	routes, err := netlink.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{Table: 0}, netlink.RT_FILTER_TABLE)
+	if err != nil {
+		return []control.Check{{Name: name, Status: control.CheckWarn, Detail: fmt.Sprintf("cannot list routes: %v", err)}}
+	}
+	for _, r := range routes {
+		if slices.Contains(b.tables, r.Table) && r.Protocol != netlink.RouteProtocol(steer.DefaultProtocol) {
+			found = append(found, fmt.Sprintf("route %s in table %d", r.String(), r.Table))
 		}
 	}
 	if len(found) > 0 {
 		return []control.Check{{Name: name, Status: control.CheckFail, Hint: hint, Detail: strings.Join(found, "; ")}}
 	}
 	return []control.Check{{Name: name, Status: control.CheckOK,
-		Detail: fmt.Sprintf("no foreign rules in priorities %d–%d, no foreign routes in tables %v", b.prioMin, b.prioMax, b.tables)}}
+		Detail: fmt.Sprintf("no foreign rules in priorities %d–%d, no foreign routes in tables %s", b.prioMin, b.prioMax, b.tablesString())}}
 }
 
 // checkUplinks lists the links mobiked uses.
