@@ -71,6 +71,9 @@ func newHookRunner(log *slog.Logger, cfg policy.Hooks) *hookRunner {
 
 // configure takes a reloaded hooks section.
 func (h *hookRunner) configure(cfg policy.Hooks) {
+	if h == nil {
+		return
+	}
 	h.mu.Lock()
 	h.cfg = cfg
 	h.mu.Unlock()
@@ -84,7 +87,7 @@ func (h *hookRunner) config() policy.Hooks {
 
 // moved enqueues the hook of a confirmed move; it never blocks.
 func (h *hookRunner) moved(e MoveEvent) {
-	if h.config().OnMove == "" {
+	if h == nil || h.config().OnMove == "" {
 		return
 	}
 	select {
@@ -155,6 +158,9 @@ func moveCause(req mobike.SteerRequested) string { return steerReason(req) }
 // hookObserve turns the trace into hook runs (loop goroutine): a steer
 // request is remembered per connection, its confirmation runs on_move.
 func (d *daemon) hookObserve(now time.Time, o mobike.Observation) {
+	if d.steers == nil {
+		d.steers = map[string]mobike.SteerRequested{}
+	}
 	switch o := o.(type) {
 	case mobike.SteerRequested:
 		d.steers[o.Conn] = o
