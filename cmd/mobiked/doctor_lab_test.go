@@ -63,6 +63,25 @@ func TestLabDoctorAndHook(t *testing.T) {
 				t.Errorf("check %q = %+v, want one ok line\n%s", name, cs, doctorText(d))
 			}
 		}
+		// The exporter-toolkit listener: landing page, health, Go and
+		// process collectors, _info gauges at 1 (the SA rows appear with the
+		// first publish, within a second).
+		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+			if _, body, _ := r.l.MobikedHTTP(ctx, "/metrics"); strings.Contains(string(body), "mobike_sas{") {
+				break
+			}
+		}
+		for path, want := range map[string]string{"/": "mobiked", "/livez": "ok", "/readyz": "ok",
+			"/metrics": `mobike_sa_uplink_info{conn="lab",uplink="eth0"} 1`} {
+			code, body, err := r.l.MobikedHTTP(ctx, path)
+			if err != nil || code != 200 || !strings.Contains(string(body), want) {
+				t.Errorf("GET %s: %d %v, want 200 with %q:\n%.300s", path, code, err, want, body)
+			}
+		}
+		if _, body, _ := r.l.MobikedHTTP(ctx, "/metrics"); !strings.Contains(string(body), "\ngo_goroutines ") ||
+			!strings.Contains(string(body), "\nprocess_cpu_seconds_total ") || !strings.Contains(string(body), "\nmobike_sas{") {
+			t.Errorf("/metrics lacks go_goroutines, process_cpu_seconds_total or mobike_sas")
+		}
 		// An operator move: confirmed by charon, then the hook runs.
 		if err := r.c.Prefer(ctx, control.PreferRequest{Conn: "lab", Uplink: "eth1"}); err != nil {
 			t.Fatal(err)
@@ -109,6 +128,28 @@ func TestLabDoctorAndHook(t *testing.T) {
 			if !strings.Contains(c.Hint, "/etc/strongswan.d/mobiked.conf") {
 				t.Errorf("hint %q does not name the install path", c.Hint)
 			}
+		}
+		// charon goes away: not ready, still alive (the kubelet must not
+		// restart mobiked for charon's sake), and doctor says why.
+		if err := r.l.StopCharon(ctx, "mn"); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(15 * time.Second)
+		code := 0
+		for time.Now().Before(deadline) {
+			if code, _, _ = r.l.MobikedHTTP(ctx, "/readyz"); code == 503 {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if code != 503 {
+			t.Errorf("/readyz = %d with charon stopped, want 503", code)
+		}
+		if code, body, err := r.l.MobikedHTTP(ctx, "/livez"); err != nil || code != 200 {
+			t.Errorf("/livez = %d %v %s with charon stopped, want 200", code, err, body)
+		}
+		if d, err := r.c.Doctor(ctx); err != nil || !strings.Contains(doctorText(d), "fail vici: charon not reachable") {
+			t.Errorf("doctor with charon stopped (%v):\n%s", err, doctorText(d))
 		}
 	})
 }
