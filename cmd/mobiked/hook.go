@@ -9,7 +9,9 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/mobiked/mobiked/mobike"
@@ -124,7 +126,11 @@ func (h *hookRunner) exec(ctx context.Context, e MoveEvent) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, cfg.OnMove)
-	cmd.Env = append(os.Environ(), e.env()...)
+	cmd.Env = append(hookEnviron(), e.env()...)
+	// Its own process group, killed whole at the timeout (a shell hook's
+	// children included).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	// The hook may start children that keep its output open: stop waiting
@@ -148,6 +154,20 @@ func (h *hookRunner) exec(ctx context.Context, e MoveEvent) error {
 	}
 	h.log.Info("on_move hook ran", attrs...)
 	return nil
+}
+
+// hookEnviron is mobiked's environment without systemd's notify and
+// watchdog variables (a hook must not speak for mobiked).
+func hookEnviron() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		switch k, _, _ := strings.Cut(kv, "="); k {
+		case "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES":
+			continue
+		}
+		env = append(env, kv)
+	}
+	return env
 }
 
 // moveCause is the cause a hook sees: the closed label set of the steer

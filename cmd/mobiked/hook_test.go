@@ -69,7 +69,8 @@ MOBIKED_UPLINK=eth1
 // TestHookTimeout: a hook that hangs is killed after the timeout and the
 // next one still runs.
 func TestHookTimeout(t *testing.T) {
-	hook := writeHook(t, "[ \"$MOBIKED_CONN\" = slow ] && exec sleep 60\nexit 0\n")
+	// The slow hook's child keeps running unless the whole group is killed.
+	hook := writeHook(t, "[ \"$MOBIKED_CONN\" = slow ] && { sleep 60; exit 0; }\nexit 0\n")
 	h := newHookRunner(slog.New(slog.DiscardHandler), policy.Hooks{OnMove: hook, Timeout: 200 * time.Millisecond})
 	res := runHooks(t, h)
 	start := time.Now()
