@@ -8,14 +8,20 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/signal"
 	"syscall"
 
+	"github.com/mobiked/mobiked/cmd/internal/buildinfo"
 	"github.com/mobiked/mobiked/internal/conform"
 )
 
 func main() {
+	if len(os.Args) == 2 && (os.Args[1] == "--version" || os.Args[1] == "-version") {
+		fmt.Printf("mobike-conform %s\n", buildinfo.Read())
+		return
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code, _ := conform.Main(ctx, os.Args[1:], os.Stdout, os.Stderr, conform.Env{})
 	stop()
