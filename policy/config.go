@@ -85,6 +85,8 @@ type Config struct {
 	// ControlSocket is the unix socket of the control API (mobikectl).
 	// Default /run/mobiked/mobiked.sock.
 	ControlSocket string
+	// Hooks are operator programs run on events (mwan3.user style).
+	Hooks Hooks
 
 	// pos maps field paths ("connections[1].uplinks[0]") to source lines, for
 	// problems found after decoding. Nil for configs built in code.
@@ -255,6 +257,20 @@ type Steering struct {
 	RulePriorityMax int
 }
 
+// Hooks are executables mobiked runs on events, with the event in the
+// environment (MOBIKED_*). They run outside the core, one at a time, each
+// bounded by Timeout; a slow or failing hook never delays a decision.
+type Hooks struct {
+	// OnMove runs after each confirmed move of a connection. Absolute path;
+	// empty = none.
+	OnMove string
+	// Timeout kills a hook that runs longer. Default 10s.
+	Timeout time.Duration
+}
+
+// DefaultHookTimeout bounds a hook when hooks.timeout is not set.
+const DefaultHookTimeout = 10 * time.Second
+
 // Reflector is the STAMP session reflector (responder side).
 type Reflector struct {
 	// Listen is the UDP address to answer on; the zero AddrPort (default)
@@ -303,6 +319,7 @@ func Default() *Config {
 		},
 		MetricsListen: netip.MustParseAddrPort("127.0.0.1:9816"),
 		ControlSocket: "/run/mobiked/mobiked.sock",
+		Hooks:         Hooks{Timeout: DefaultHookTimeout},
 	}
 }
 
@@ -498,6 +515,12 @@ func (c *Config) validate(v *validator) {
 	}
 	if strings.ContainsRune(c.ControlSocket, 0) {
 		v.addf("control.socket", "socket path contains a NUL byte")
+	}
+	if h := c.Hooks.OnMove; h != "" && (!strings.HasPrefix(h, "/") || strings.ContainsRune(h, 0)) {
+		v.addf("hooks.on_move", "hook %q must be an absolute path", h)
+	}
+	if c.Hooks.Timeout <= 0 || c.Hooks.Timeout > time.Hour {
+		v.addf("hooks.timeout", "timeout %s out of range (0, 1h]", c.Hooks.Timeout)
 	}
 }
 

@@ -23,8 +23,8 @@ import (
 const usage = `usage: mobike-lab COMMAND [flags]
 
 commands:
-  up [--nat-b] [--dpd 5s] [--controller [--mobiked-config FILE]] [--no-sa] [--conns N] [--lan]
-                                                     build the lab, start charons, establish the SAs
+  up [--nat-b] [--dpd 5s] [--controller [--charon-defaults] [--mobiked BIN] [--mobiked-config FILE]] [--no-sa]
+     [--conns N] [--lan]                             build the lab, start charons, establish the SAs
   down                                               remove everything the lab made
   status [--json]                                    namespaces, charons, SAs
   impair --path a|b|gw1|gw2 (--blackhole | --loss PCT | --link-down | --link-up | --nat on|off | --restore)
@@ -33,6 +33,7 @@ commands:
   demo                                               show charon alone against a silent blackhole
   bench [--runs N] [--scenario NAME ...] [--json FILE] [--svg DIR] [--sas N] [--modes charon,mobiked]
         [--mobiked-config FILE] [--logs DIR]         measure charon alone vs charon + mobiked (docs/BENCHMARKS.md)
+  conform [--json FILE]                              run mobike-conform from mn against the gateway (docs/conformance.md)
 every command accepts --name NAME (default mlab)
 `
 
@@ -69,6 +70,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdDemo(ctx, rest, stdout, stderr)
 	case "bench":
 		err = cmdBench(ctx, rest, stdout, stderr)
+	case "conform":
+		err = cmdConform(ctx, rest, stdout, stderr)
 	default:
 		fmt.Fprintf(stderr, "mobike-lab: unknown command %q\n\n%s", cmd, usage)
 		return 2
@@ -111,16 +114,18 @@ func cmdUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	ctrl := fs.Bool("controller", false, "give charon mobiked's settings and run mobiked in mn")
 	mcfg := fs.String("mobiked-config", "", "mobiked's policy file (with --controller; default: the lab's)")
 	noSA := fs.Bool("no-sa", false, "do not establish the SA")
+	defaults := fs.Bool("charon-defaults", false, "with --controller: run mn's charon without mobiked's settings (mobikectl doctor must name them)")
+	bin := fs.String("mobiked", "", "with --controller: the mobiked binary to run (default: next to mobike-lab, then $PATH), e.g. a packaged /usr/sbin/mobiked")
 	conns := fs.Int("conns", 1, "connections from mn to the gateway: lab, lab2..labN, each with its own virtual IP")
 	lan := fs.Bool("lan", false, "add a LAN namespace (NAME-lan, "+lab.LANHost.String()+") behind mn's eth2")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
+	if (*defaults || *bin != "" || *mcfg != "") && !*ctrl {
+		return usageError{errors.New("--charon-defaults, --mobiked and --mobiked-config need --controller")}
+	}
 	if *conns < 1 || *conns > 50 {
 		return usageError{fmt.Errorf("--conns %d: want 1..50", *conns)}
-	}
-	if *mcfg != "" && !*ctrl {
-		return usageError{errors.New("--mobiked-config needs --controller")}
 	}
 	o := lab.Options{Name: *name, NATB: *natB, DPD: *dpd, NoSA: *noSA, Conns: *conns, LAN: *lan, Log: stdout}
 	if *ctrl {
@@ -133,8 +138,18 @@ func cmdUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			config = string(b)
 		}
 		o.Controller = true
+		o.CharonDefaults = *defaults
 		o.ControllerConf = deploy.MobikedConf
-		o.StartController = func(ctx context.Context, l *lab.Lab) (int, error) { return startMobiked(ctx, l, config) }
+		o.StartController = func(ctx context.Context, l *lab.Lab) (int, error) {
+			b := *bin
+			if b == "" {
+				var err error
+				if b, err = mobikedBin(); err != nil {
+					return 0, err
+				}
+			}
+			return l.StartMobiked(ctx, b, config)
+		}
 	}
 	l, err := lab.Up(ctx, o)
 	if err != nil {

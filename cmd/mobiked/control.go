@@ -283,6 +283,9 @@ func (d *daemon) serveControl(ctx context.Context) (*http.Server, error) {
 		out.InSync = out.Gen > 0 && out.AppliedGen == out.Gen && slices.Equal(out.Kernel, out.Wanted)
 		writeJSON(w, http.StatusOK, out)
 	})
+	mux.HandleFunc("GET /v1/doctor", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, d.doctor(r.Context()))
+	})
 	mux.HandleFunc("GET /v1/events", func(w http.ResponseWriter, r *http.Request) {
 		hist, ch, cancel := d.trace.subscribe(100)
 		defer cancel()

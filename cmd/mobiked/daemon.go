@@ -48,6 +48,13 @@ type daemon struct {
 	// loop: detection times of forced steers (by steering group), for the
 	// failover histogram.
 	forcedAt map[string]time.Time
+	// loop: the config file in force ("" = zero-config).
+	configPath string
+	// hooks runs the operator's programs (on_move) off the loop.
+	hooks *hookRunner
+	// loop: the last steer requested per connection (from, cause), for the
+	// on_move hook of its confirmation.
+	steers map[string]mobike.SteerRequested
 }
 
 func steerOptions(cfg *policy.Config, log *slog.Logger) steer.Options {
@@ -105,7 +112,9 @@ func probeProfiles(cfg *policy.Config) probe.Profiles {
 }
 
 func newDaemon(f flags, cfg *policy.Config, log *slog.Logger) (*daemon, error) {
-	d := &daemon{f: f, cfg: cfg, log: log, trace: newTraceRing(4096), forcedAt: map[string]time.Time{}}
+	d := &daemon{f: f, cfg: cfg, log: log, trace: newTraceRing(4096), forcedAt: map[string]time.Time{},
+		configPath: f.config, steers: map[string]mobike.SteerRequested{}}
+	d.hooks = newHookRunner(log.With("component", "hook"), cfg.Hooks)
 	var err error
 	so := steerOptions(cfg, log)
 	faultHook(&so, log)
@@ -167,6 +176,7 @@ func (d *daemon) run(ctx context.Context) error {
 			}
 		}()
 	}
+	goRun("hooks", d.hooks.run)
 	goRun("monitor", d.mon.Run)
 	goRun("vici", d.charon.Run)
 	goRun("steer", d.steerer.Run)
@@ -203,9 +213,12 @@ func (d *daemon) run(ctx context.Context) error {
 			}
 		}
 	}()
-	d.log.Info("started", "vici", d.f.viciSocket, "control", d.cfg.ControlSocket)
+	d.log.Info("started", "vici", d.f.viciSocket, "control", d.cfg.ControlSocket, "config", configName(d.f.config))
 	lerr := make(chan error, 1)
 	go func() { lerr <- d.loop.Run(ctx) }()
+	d.notifyReady()
+	go d.watchdog(ctx)
+	defer d.notifyStopping()
 	select {
 	case err = <-errc:
 		cancel()
@@ -221,15 +234,26 @@ func (d *daemon) run(ctx context.Context) error {
 	return err
 }
 
+func configName(path string) string {
+	if path == "" {
+		return "none (zero-config)"
+	}
+	return path
+}
+
 // reload re-reads the config on SIGHUP; a bad file keeps the old config.
-// Everything that can change at runtime is applied (policy, probe pacing and
-// timeout, the STAMP key, the reflector); what needs a restart (steering
-// table and priorities, metrics listener, control socket) keeps its running
-// value and is named in the log.
+// Everything that can change at runtime is applied (policy, hooks, probe
+// pacing and timeout, the STAMP key, the reflector); what needs a restart
+// (steering table and priorities, metrics listener, control socket) keeps its
+// running value and is named in the log. Running zero-config, it picks up
+// DefaultConfig once that file exists.
 func (d *daemon) reload(ctx context.Context) {
 	if d.f.config == "" {
-		d.log.Info("reload: no config file (zero-config)")
-		return
+		if _, err := os.Stat(DefaultConfig); err != nil {
+			d.log.Info("reload: no config file (zero-config)")
+			return
+		}
+		d.f.config = DefaultConfig
 	}
 	cfg, err := loadConfig(d.f.config)
 	if err != nil {
@@ -273,6 +297,8 @@ func (d *daemon) applyConfig(ctx context.Context, cfg *policy.Config) {
 		}
 	}
 	d.cfg = cfg
+	d.configPath = d.f.config
+	d.hooks.configure(cfg.Hooks)
 	d.loop.Step(ctx, mobike.EvConfig{Policy: cfg.Settings()})
 	for _, w := range cfg.Warnings() {
 		d.log.Warn("config", "warning", w.String())
@@ -350,6 +376,7 @@ func (d *daemon) observe(now time.Time, ev mobike.Event, _ []mobike.Action) {
 		}
 		d.trace.add(control.Event{At: now, Kind: kind, Text: text})
 		d.metrics.observe(now, o, d)
+		d.hookObserve(now, o)
 		d.log.Info(kind, "trace", text)
 	}
 }

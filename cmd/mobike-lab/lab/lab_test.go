@@ -39,9 +39,9 @@ func TestLabCharonAloneLinkDown(t *testing.T) {
 	if err := l.Impair(ctx, "a", lab.Impairment{Kind: lab.LinkDown}); err != nil {
 		t.Fatal(err)
 	}
-	// charon probes every peer address it knows (IPv6 ones included, from
-	// the gateway's ADDITIONAL_*_ADDRESS) and takes the first answer: either
-	// family of uplink b.
+	// charon probes every peer address it knows (v4 and v6, from the
+	// gateway's ADDITIONAL_*_ADDRESS notifies) and takes the first answer, so
+	// either family of uplink b is a correct roam.
 	sa, err = l.WaitSA(ctx, 10*time.Second, func(s lab.SAInfo) bool {
 		return s.LocalHost == lab.MNAddrB.String() || s.LocalHost == lab.MNAddr6B.String()
 	})
