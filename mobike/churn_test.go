@@ -50,8 +50,8 @@ func TestResponderChurnBounded(t *testing.T) {
 	if len(c.sas) != churnLive || len(cn.learned) != churnLive || len(cn.peers) != churnLive {
 		t.Errorf("after 2 000 clients: %d SAs, %d learned, %d peers; want %d each", len(c.sas), len(cn.learned), len(cn.peers), churnLive)
 	}
-	if len(c.peerSets) != 1 {
-		t.Errorf("%d interned peer sets, want 1 (the current one)", len(c.peerSets))
+	if len(c.groupOf) != churnLive || len(c.saOn) != churnLive {
+		t.Errorf("%d addresses in groups, %d occupied pairs; want %d each", len(c.groupOf), len(c.saOn), churnLive)
 	}
 	if len(c.pairs) > churnLive || len(c.remotes) != churnLive {
 		t.Errorf("%d pairs, %d remotes; want at most %d", len(c.pairs), len(c.remotes), churnLive)
@@ -61,8 +61,9 @@ func TestResponderChurnBounded(t *testing.T) {
 	}
 	// Everything goes with the last SA.
 	c.Step(now, EvSAList{})
-	if len(cn.learned) != 0 || len(cn.peers) != 0 || len(c.pairs) != 0 {
-		t.Errorf("after the last SA: %d learned, %d peers, %d pairs", len(cn.learned), len(cn.peers), len(c.pairs))
+	if len(cn.learned) != 0 || len(cn.peers) != 0 || len(c.pairs) != 0 || len(c.groupOf) != 0 || len(c.saOn) != 0 || len(c.remotes) != 0 {
+		t.Errorf("after the last SA: %d learned, %d peers, %d pairs, %d addresses in groups, %d occupied pairs, %d remotes",
+			len(cn.learned), len(cn.peers), len(c.pairs), len(c.groupOf), len(c.saOn), len(c.remotes))
 	}
 }
 

@@ -1,6 +1,7 @@
 package mobike
 
 import (
+	"fmt"
 	"net/netip"
 	"slices"
 	"strings"
@@ -55,15 +56,20 @@ type Controller struct {
 	localWhy map[netip.Addr]PathReason
 	locals   []localAddr // locally operational, sorted by address
 
-	pairs     map[Pair]*pair
-	pairKeys  []Pair // sorted
-	byRemote  map[netip.Addr][]*pair
-	stopped   []Pair        // removed in this Step, ActProbeStop pending
-	active    map[Pair]bool // pairs an SA is on or a steer targets
-	activeOK  bool          // active is up to date
-	remotes   map[netip.Addr][]*conn
-	slas      []policy.SLA // distinct connection SLAs (for pair signatures)
-	pairsDirt bool         // pair set must be recomputed
+	pairs    map[Pair]*pair
+	pairKeys []Pair                 // sorted
+	byRemote map[netip.Addr][]*pair // by local address
+	stopped  []Pair                 // removed in this Step, ActProbeStop pending
+	active   map[Pair]bool          // pairs an SA is on or a steer targets
+	activeOK bool                   // active is up to date
+	remotes  map[netip.Addr][]*conn // the connections of a peer address, by name
+	slas     []policy.SLA           // distinct connection SLAs (for pair signatures)
+	saOn     map[Pair]int           // SAs on each pair (no zero entries)
+	// The pair set is recomputed per peer address: those in dirtyRemotes,
+	// or all when allPairs (the local addresses or the policy changed).
+	pairsDirt    bool
+	allPairs     bool
+	dirtyRemotes map[netip.Addr]bool
 
 	conns    map[string]*conn
 	connList []*conn // sorted by name
@@ -72,7 +78,12 @@ type Controller struct {
 
 	groups     []*group // steering groups, by key
 	groupByKey map[string]*group
-	groupsDirt bool // group membership must be recomputed
+	groupOf    map[netip.Addr]*group // the group of each live peer address (groups are disjoint)
+	groupsDirt bool                  // group membership must be recomputed
+	// Groups to evaluate in this Step: dirtyGroups (each with dirty set),
+	// or every group when allDirty.
+	dirtyGroups []*group
+	allDirty    bool
 
 	// The routing state: recomputed when routingDirt, emitted (ActRouting)
 	// when it differs from desired and the core is ready (netSeen and
@@ -84,20 +95,12 @@ type Controller struct {
 	desired     Desired
 	routingAct  *ActRouting // emitted by this Step
 
-	rankCache   map[rankKey]*rankResult
-	peerSets    map[string]*peerSet // interned peer-set keys, reference counted
-	nextPeerSet uint64
-	evals       uint64 // group evaluations so far (conn.steeredAt)
-	anyDirty    bool   // some group is dirty
-	decided     bool   // decide ran: recompute the deadline
-	acts        []Action
-	trace       []Observation
-	deadline    time.Time
-}
-
-type peerSet struct {
-	id   uint64
-	refs int
+	rankCache map[rankKey]*rankResult
+	anyDirty  bool // some group is dirty
+	decided   bool // decide ran: recompute the deadline
+	acts      []Action
+	trace     []Observation
+	deadline  time.Time
 }
 
 type localAddr struct {
@@ -120,21 +123,24 @@ type saState struct {
 type conn struct {
 	name     string
 	pol      policy.ConnPolicy
-	explicit bool // pol comes from Settings.Conns (not the default)
+	explicit bool   // pol comes from Settings.Conns (not the default)
+	polKey   string // pol without its name: equal keys, equal rankings
 	order    int  // place in Settings.Conns (unlisted: after all listed)
 
 	remoteAddrs []netip.Addr // charon's remote_addrs (EvConns)
 	// learned are the remote addresses SAs of the connection are or have
 	// been on, each with those SAs' IDs: an address is dropped with its
 	// last SA (bounded memory on responders with road-warrior clients).
-	learned  map[netip.Addr][]uint32
-	peers    []netip.Addr // sorted union of remoteAddrs, pol.ExtraPeers, learned
-	peersKey string       // interned peers (equal sets, equal IDs)
-	peersID  uint64
-	sas      []uint32 // sorted
+	learned map[netip.Addr][]uint32
+	// peers is the sorted union of remoteAddrs, pol.ExtraPeers and
+	// learned; a new slice whenever it changes (never modified in place).
+	peers  []netip.Addr
+	sas    []uint32 // sorted
+	nInit  int      // SAs of which we are the original initiator
+	nSteer int      // steerable SAs (steerable)
 
 	group       *group // nil when not live (not loaded in charon, no SA)
-	steeredAt   uint64 // Controller.evals of the last evaluation that found it steered
+	class       *class // the members of its group that share its ranking
 	conflict    string // why the group's pair breaks this connection's policy ("" = it does not)
 	natExcluded map[Pair]bool
 
@@ -162,11 +168,13 @@ type holdKey struct {
 	until time.Time
 }
 
+// rankKey identifies a ranking: the class of the connections that share it
+// (nil for a connection in no group: then the connection itself) and the
+// current pair.
 type rankKey struct {
-	pol   string
-	peers uint64
-	cur   Pair
-	pref  string
+	cls *class
+	cn  *conn
+	cur Pair
 }
 
 // New returns a Controller with no state: it learns links and addresses from
@@ -182,11 +190,14 @@ func New(cfg Config) *Controller {
 		pairs:      map[Pair]*pair{},
 		byRemote:   map[netip.Addr][]*pair{},
 		remotes:    map[netip.Addr][]*conn{},
+		saOn:       map[Pair]int{},
 		conns:      map[string]*conn{},
-		peerSets:   map[string]*peerSet{},
 		sas:        map[uint32]*saState{},
 		groupByKey: map[string]*group{},
-		charonUp:   true,
+		groupOf:    map[netip.Addr]*group{},
+
+		dirtyRemotes: map[netip.Addr]bool{},
+		charonUp:     true,
 	}
 	if c.ranker == nil {
 		c.ranker = policy.DefaultRanker{}
@@ -289,6 +300,9 @@ func (c *Controller) applyConnPolicy(cn *conn) {
 	if !cn.explicit {
 		cn.order = len(c.pol.Conns)
 	}
+	p := cn.pol
+	p.Name = ""
+	cn.polKey = fmt.Sprintf("%#v", p)
 	c.recomputePeers(cn)
 }
 
@@ -322,18 +336,32 @@ func (c *Controller) slaMask(p *pair) uint64 {
 // (groups rebuilt in this Step are evaluated anyway).
 func (c *Controller) markDirty(cn *conn) {
 	if cn.group != nil {
-		cn.group.dirty = true
+		c.markGroup(cn.group)
+	}
+	c.anyDirty = true
+}
+
+// markGroup asks for g to be evaluated in this Step (or, when it is being
+// evaluated, in the next one).
+func (c *Controller) markGroup(g *group) {
+	if !g.dirty {
+		g.dirty = true
+		c.dirtyGroups = append(c.dirtyGroups, g)
 	}
 	c.anyDirty = true
 }
 
 func (c *Controller) markAllDirty() {
-	for _, g := range c.groups {
-		g.dirty = true
-	}
+	c.allDirty = true
 	c.anyDirty = true
 	c.activeOK = false
 	c.routingDirt = true
+}
+
+// dirtyRemote asks for the pairs of peer address a to be recomputed.
+func (c *Controller) dirtyRemote(a netip.Addr) {
+	c.dirtyRemotes[a] = true
+	c.pairsDirt = true
 }
 
 // ---- connections and peers ----
@@ -358,9 +386,9 @@ func (c *Controller) gcConn(cn *conn) {
 	}
 	delete(c.conns, cn.name)
 	c.connList = slices.DeleteFunc(c.connList, func(x *conn) bool { return x == cn })
-	c.releasePeerSet(cn.peersKey)
-	cn.peersKey = ""
-	c.rebuildRemotes()
+	old := cn.peers
+	cn.peers = nil
+	c.peersChanged(cn, old)
 }
 
 // recomputePeers recomputes cn's peer addresses and reports whether they
@@ -380,47 +408,117 @@ func (c *Controller) recomputePeers(cn *conn) bool {
 	}
 	slices.SortFunc(ps, netip.Addr.Compare)
 	ps = slices.Compact(ps)
-	if slices.Equal(ps, cn.peers) && cn.peersKey != "" {
+	if slices.Equal(ps, cn.peers) {
 		return false
 	}
+	old := cn.peers
 	cn.peers = ps
-	var b strings.Builder
-	b.WriteByte('|')
-	for _, a := range ps {
-		b.WriteString(a.String())
-		b.WriteByte(',')
-	}
-	key := b.String()
-	if key != cn.peersKey {
-		ps, ok := c.peerSets[key]
-		if !ok {
-			c.nextPeerSet++
-			ps = &peerSet{id: c.nextPeerSet}
-			c.peerSets[key] = ps
-		}
-		ps.refs++
-		c.releasePeerSet(cn.peersKey)
-		cn.peersKey, cn.peersID = key, ps.id
-	}
-	c.markDirty(cn)
-	c.pairsDirt = true
-	c.groupsDirt = true
+	c.peersChanged(cn, old)
 	return true
 }
 
-// releasePeerSet drops one reference to an interned peer set.
-func (c *Controller) releasePeerSet(key string) {
-	if ps, ok := c.peerSets[key]; ok {
-		if ps.refs--; ps.refs <= 0 {
-			delete(c.peerSets, key)
+// peersChanged updates what depends on cn's peer addresses after they
+// changed from old: the connections of each address, the pairs of the
+// addresses that came or went, and cn's steering group (in place when no
+// group merges or splits; otherwise groupsDirt).
+func (c *Controller) peersChanged(cn *conn, old []netip.Addr) {
+	added, removed := diffSorted(old, cn.peers)
+	for _, a := range removed {
+		cs := slices.DeleteFunc(c.remotes[a], func(x *conn) bool { return x == cn })
+		if len(cs) == 0 {
+			delete(c.remotes, a)
+		} else {
+			c.remotes[a] = cs
+		}
+		c.dirtyRemote(a)
+	}
+	for _, a := range added {
+		cs := c.remotes[a]
+		i, _ := slices.BinarySearchFunc(cs, cn.name, func(x *conn, n string) int { return strings.Compare(x.name, n) })
+		c.remotes[a] = slices.Insert(cs, i, cn)
+		c.dirtyRemote(a)
+	}
+	c.activeOK = false // a pair's probe method follows its first connection
+	c.markDirty(cn)
+	g := cn.group
+	if g == nil || !cn.live() {
+		if g != nil || cn.live() {
+			c.groupsDirt = true
+		}
+		return
+	}
+	if len(removed) > 0 && len(g.members) > 1 {
+		c.groupsDirt = true // the group may split
+		return
+	}
+	for _, a := range added {
+		for _, o := range c.remotes[a] {
+			if o != cn && o.live() && o.group != g {
+				c.groupsDirt = true // groups merge
+				return
+			}
 		}
 	}
+	if len(g.members) == 1 {
+		g.peers = cn.peers
+	} else {
+		g.peers = mergeSorted(g.peers, added)
+		c.buildClasses(g) // cn's ranking inputs changed
+	}
+	for _, a := range removed {
+		delete(c.groupOf, a)
+	}
+	for _, a := range added {
+		c.groupOf[a] = g
+	}
+	c.routingDirt = true
+}
+
+// diffSorted returns the addresses of new not in old and those of old not in
+// new (both sorted and without duplicates).
+func diffSorted(old, new []netip.Addr) (added, removed []netip.Addr) {
+	i, j := 0, 0
+	for i < len(old) || j < len(new) {
+		switch {
+		case j == len(new) || (i < len(old) && old[i].Less(new[j])):
+			removed = append(removed, old[i])
+			i++
+		case i == len(old) || new[j].Less(old[i]):
+			added = append(added, new[j])
+			j++
+		default:
+			i++
+			j++
+		}
+	}
+	return added, removed
+}
+
+// mergeSorted returns a new sorted slice with the addresses of a and b.
+func mergeSorted(a, b []netip.Addr) []netip.Addr {
+	out := make([]netip.Addr, 0, len(a)+len(b))
+	out = append(append(out, a...), b...)
+	slices.SortFunc(out, netip.Addr.Compare)
+	return slices.Compact(out)
 }
 
 // knows reports whether a is already a peer address of cn.
 func (cn *conn) knows(a netip.Addr) bool {
 	_, ok := slices.BinarySearchFunc(cn.peers, a, netip.Addr.Compare)
 	return ok
+}
+
+// pinned reports whether a is a peer address of cn whatever its SAs do
+// (charon's remote_addrs or the policy's extra peers).
+func (cn *conn) pinned(a netip.Addr) bool {
+	for _, set := range [][]netip.Addr{cn.remoteAddrs, cn.pol.ExtraPeers} {
+		for _, x := range set {
+			if x.Unmap() == a {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // learnPeer records that SA s of cn is on remote address a: a is a peer
@@ -433,36 +531,41 @@ func (c *Controller) learnPeer(cn *conn, s *saState, a netip.Addr) {
 	s.visited = append(s.visited, a)
 	_, had := cn.learned[a]
 	cn.learned[a] = append(cn.learned[a], s.sa.UniqueID)
-	if had {
+	if had || cn.knows(a) {
 		return
 	}
-	if !cn.knows(a) {
-		c.observe(PeerLearned{Conn: cn.name, Addr: a})
-	}
-	if c.recomputePeers(cn) {
-		c.rebuildRemotes()
-	}
+	c.observe(PeerLearned{Conn: cn.name, Addr: a})
+	old := cn.peers
+	cn.peers = mergeSorted(old, []netip.Addr{a})
+	c.peersChanged(cn, old)
 }
 
 // forgetSA drops what SA s taught cn: an address no other SA is or was on
 // stops being a peer address.
 func (c *Controller) forgetSA(cn *conn, s *saState) {
-	changed := false
+	var drop []netip.Addr
 	for _, a := range s.visited {
 		ids := slices.DeleteFunc(cn.learned[a], func(id uint32) bool { return id == s.sa.UniqueID })
-		if len(ids) == 0 {
-			delete(cn.learned, a)
-			changed = true
-		} else {
+		if len(ids) > 0 {
 			cn.learned[a] = ids
+			continue
+		}
+		delete(cn.learned, a)
+		if !cn.pinned(a) {
+			drop = append(drop, a)
 		}
 	}
 	s.visited = nil
-	if changed && c.recomputePeers(cn) {
-		c.rebuildRemotes()
+	if len(drop) == 0 {
+		return
 	}
+	old := cn.peers
+	cn.peers = slices.DeleteFunc(slices.Clone(old), func(a netip.Addr) bool { return slices.Contains(drop, a) })
+	c.peersChanged(cn, old)
 }
 
+// rebuildRemotes recomputes the connections of every peer address, and then
+// every pair and group.
 func (c *Controller) rebuildRemotes() {
 	c.activeOK = false // a pair's probe method follows its first connection
 	clear(c.remotes)
@@ -471,7 +574,7 @@ func (c *Controller) rebuildRemotes() {
 			c.remotes[a] = append(c.remotes[a], cn)
 		}
 	}
-	c.pairsDirt = true
+	c.pairsDirt, c.allPairs = true, true
 	c.groupsDirt = true
 }
 
@@ -480,6 +583,7 @@ func (c *Controller) onConns(conns []Conn) {
 	for _, k := range conns {
 		seen[k.Name] = true
 		cn := c.conn(k.Name)
+		was := cn.live()
 		addrs := slices.Clone(k.RemoteAddrs)
 		for i := range addrs {
 			addrs[i] = addrs[i].Unmap()
@@ -487,15 +591,20 @@ func (c *Controller) onConns(conns []Conn) {
 		slices.SortFunc(addrs, netip.Addr.Compare)
 		cn.remoteAddrs = slices.Compact(addrs)
 		c.recomputePeers(cn)
+		if cn.live() != was {
+			c.groupsDirt = true
+		}
 	}
 	for _, cn := range slices.Clone(c.connList) {
 		if !seen[cn.name] && len(cn.remoteAddrs) > 0 {
 			cn.remoteAddrs = nil
 			c.recomputePeers(cn)
+			if !cn.live() {
+				c.groupsDirt = true
+			}
 			c.gcConn(cn)
 		}
 	}
-	c.rebuildRemotes()
 	c.routingDirt = true
 }
 
@@ -506,6 +615,9 @@ func (c *Controller) onPrefer(ev EvPrefer) {
 		cn.preferUntil = time.Time{}
 	}
 	c.observe(PreferChanged{Conn: cn.name, Uplink: cn.prefer, Until: cn.preferUntil})
+	if cn.group != nil {
+		c.buildClasses(cn.group) // an override ranks on its own
+	}
 	c.markDirty(cn)
 	c.gcConn(cn)
 }
@@ -556,7 +668,7 @@ func (c *Controller) recomputeLocals() {
 	slices.SortFunc(ls, func(x, y localAddr) int { return x.addr.Compare(y.addr) })
 	ls = slices.CompactFunc(ls, func(x, y localAddr) bool { return x.addr == y.addr })
 	c.locals = ls
-	c.pairsDirt = true
+	c.pairsDirt, c.allPairs = true, true
 }
 
 // nexthop returns the gateway of a link for a family (zero: on-link).
@@ -570,44 +682,62 @@ func (c *Controller) nexthop(linkIdx int, v4 bool) netip.Addr {
 }
 
 // syncPairs recomputes the candidate pairs: every locally operational address
-// × every peer address of the same family, shared by all connections.
+// × every peer address of the same family, shared by all connections. Only
+// the peer addresses in dirtyRemotes are looked at, unless allPairs.
 func (c *Controller) syncPairs() {
 	c.pairsDirt = false
-	want := map[Pair]localAddr{}
-	var occupied map[Pair]bool
-	respOnly := map[*conn]bool{}
-	for _, cn := range c.connList {
-		respOnly[cn] = c.responderOnly(cn)
+	full := c.allPairs
+	c.allPairs = false
+	var rs []netip.Addr
+	if full {
+		for r := range c.remotes {
+			rs = append(rs, r)
+		}
+		for r := range c.byRemote {
+			if _, ok := c.remotes[r]; !ok {
+				rs = append(rs, r)
+			}
+		}
+	} else {
+		for r := range c.dirtyRemotes {
+			rs = append(rs, r)
+		}
 	}
-	for r, cs := range c.remotes {
+	clear(c.dirtyRemotes)
+	want := map[Pair]localAddr{}
+	for _, r := range rs {
+		cs := c.remotes[r]
+		if len(cs) == 0 {
+			continue
+		}
 		// A peer address used only by connections whose SAs are all
 		// responder SAs (we never steer them) gets only the pairs SAs are
 		// on: monitoring, not candidates.
 		monitorOnly := true
 		for _, cn := range cs {
-			if !respOnly[cn] {
+			if !c.responderOnly(cn) {
 				monitorOnly = false
 				break
 			}
 		}
-		if monitorOnly && occupied == nil {
-			occupied = map[Pair]bool{}
-			for _, s := range c.sas {
-				occupied[s.pair] = true
-			}
-		}
 		for _, l := range c.locals {
 			k := Pair{Local: l.addr, Remote: r}
-			if l.addr.Is4() == r.Is4() && (!monitorOnly || occupied[k]) {
+			if l.addr.Is4() == r.Is4() && (!monitorOnly || c.saOn[k] > 0) {
 				want[k] = l
 			}
 		}
 	}
-	changed := false
-	for _, k := range c.pairKeys {
-		if _, ok := want[k]; ok {
-			continue
+	var gone []Pair
+	for _, r := range rs {
+		for _, p := range c.byRemote[r] {
+			if _, ok := want[p.p]; !ok {
+				gone = append(gone, p.p)
+			}
 		}
+	}
+	slices.SortFunc(gone, comparePair)
+	changed, siblings := false, false
+	for _, k := range gone {
 		p := c.pairs[k]
 		why := ReasonPeerGone
 		if _, ok := c.remotes[k.Remote]; ok {
@@ -620,6 +750,7 @@ func (c *Controller) syncPairs() {
 			}
 		}
 		if why != ReasonResponderOnly {
+			siblings = siblings || p.state.Usable() // setState restarts its siblings' stability
 			c.setState(p, PathDown, why)
 		}
 		delete(c.pairs, k)
@@ -654,29 +785,57 @@ func (c *Controller) syncPairs() {
 	if !changed {
 		return
 	}
-	c.pairKeys = c.pairKeys[:0]
-	for k := range c.pairs {
-		c.pairKeys = append(c.pairKeys, k)
+	if full {
+		c.pairKeys = c.pairKeys[:0]
+		for k := range c.pairs {
+			c.pairKeys = append(c.pairKeys, k)
+		}
+		slices.SortFunc(c.pairKeys, comparePair)
+		clear(c.byRemote)
+		for _, k := range c.pairKeys {
+			c.byRemote[k.Remote] = append(c.byRemote[k.Remote], c.pairs[k])
+		}
+		c.markAllDirty()
+		return
 	}
-	slices.SortFunc(c.pairKeys, comparePair)
-	clear(c.byRemote)
-	for _, k := range c.pairKeys {
-		c.byRemote[k.Remote] = append(c.byRemote[k.Remote], c.pairs[k])
+	for _, k := range gone {
+		if i, ok := slices.BinarySearchFunc(c.pairKeys, k, comparePair); ok {
+			c.pairKeys = slices.Delete(c.pairKeys, i, i+1)
+		}
 	}
-	c.markAllDirty()
+	for _, k := range added {
+		i, _ := slices.BinarySearchFunc(c.pairKeys, k, comparePair)
+		c.pairKeys = slices.Insert(c.pairKeys, i, k)
+	}
+	for _, r := range rs {
+		var ps []*pair
+		for _, l := range c.locals {
+			if p := c.pairs[Pair{Local: l.addr, Remote: r}]; p != nil {
+				ps = append(ps, p)
+			}
+		}
+		if len(ps) == 0 {
+			delete(c.byRemote, r)
+		} else {
+			c.byRemote[r] = ps
+		}
+	}
+	c.activeOK = false
+	if siblings {
+		c.markAllDirty()
+		return
+	}
+	for _, r := range rs {
+		if g := c.groupOf[r]; g != nil {
+			c.markGroup(g)
+		}
+	}
+	c.anyDirty = true
 }
 
 // responderOnly reports whether cn has SAs and none is ours to steer.
 func (c *Controller) responderOnly(cn *conn) bool {
-	if len(cn.sas) == 0 {
-		return false
-	}
-	for _, id := range cn.sas {
-		if c.sas[id].sa.Initiator {
-			return false
-		}
-	}
-	return true
+	return len(cn.sas) > 0 && cn.nInit == 0
 }
 
 func comparePair(a, b Pair) int {
@@ -737,8 +896,9 @@ func (c *Controller) onProbe(ev EvProbeResult) {
 	p.rttClass = policy.RTTClass(p.rtt())
 	p.slaMask = c.slaMask(p)
 	if changed || p.stats.NAT != oldNAT || p.rttClass != oldClass || p.slaMask != oldMask {
-		for _, cn := range c.remotes[k.Remote] {
-			c.markDirty(cn)
+		// Only the group that has the peer address ranks this pair.
+		if g := c.groupOf[k.Remote]; g != nil {
+			c.markGroup(g)
 		}
 	}
 }
@@ -774,8 +934,8 @@ func (c *Controller) recomputeActive() {
 		c.active = map[Pair]bool{}
 	}
 	clear(c.active)
-	for _, s := range c.sas {
-		c.active[s.pair] = true
+	for k := range c.saOn {
+		c.active[k] = true
 	}
 	for _, g := range c.groups {
 		if g.pending != nil {
@@ -869,13 +1029,14 @@ func (c *Controller) upsertSA(sa SA) {
 		ok = false
 	}
 	cn := c.conn(sa.Conn)
+	wasResp := c.responderOnly(cn)
 	if !ok {
 		s = &saState{sa: sa, pair: np}
 		c.sas[sa.UniqueID] = s
 		i, _ := slices.BinarySearch(cn.sas, sa.UniqueID)
 		cn.sas = slices.Insert(cn.sas, i, sa.UniqueID)
-		if len(cn.sas) == 1 {
-			c.groupsDirt = true // the connection may have become live
+		if len(cn.sas) == 1 && len(cn.remoteAddrs) == 0 {
+			c.groupsDirt = true // the connection became live
 		}
 		c.observe(SAAdded{Conn: cn.name, ID: sa.UniqueID, Pair: np, Initiator: sa.Initiator})
 	} else {
@@ -887,12 +1048,18 @@ func (c *Controller) upsertSA(sa SA) {
 			}
 			c.observe(o)
 		}
+		c.account(cn, s, -1)
 		s.sa, s.pair = sa, np
 	}
+	c.account(cn, s, 1)
 	c.learnPeer(cn, s, np.Remote)
+	if c.responderOnly(cn) != wasResp {
+		for _, a := range cn.peers {
+			c.dirtyRemote(a) // its peer addresses may become candidates, or stop being ones
+		}
+	}
 	c.markDirty(cn)
 	c.activeOK = false
-	c.pairsDirt = true
 	c.routingDirt = true
 }
 
@@ -901,19 +1068,25 @@ func (c *Controller) removeSA(id uint32) {
 	if !ok {
 		return
 	}
-	delete(c.sas, id)
 	cn := c.conns[s.sa.Conn]
+	wasResp := c.responderOnly(cn)
+	c.account(cn, s, -1)
+	delete(c.sas, id)
 	if i, found := slices.BinarySearch(cn.sas, id); found {
 		cn.sas = slices.Delete(cn.sas, i, i+1)
 	}
 	c.observe(SARemoved{Conn: cn.name, ID: id})
 	c.forgetSA(cn, s)
-	if len(cn.sas) == 0 {
-		c.groupsDirt = true
+	if len(cn.sas) == 0 && len(cn.remoteAddrs) == 0 {
+		c.groupsDirt = true // the connection is no longer live
+	}
+	if c.responderOnly(cn) != wasResp {
+		for _, a := range cn.peers {
+			c.dirtyRemote(a)
+		}
 	}
 	c.markDirty(cn)
 	c.activeOK = false
-	c.pairsDirt = true
 	c.routingDirt = true
 	c.gcConn(cn)
 }

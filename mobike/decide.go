@@ -14,15 +14,30 @@ import (
 const steerHint = "charon did not move the SA; are prefer_best_path, fwmark and process_rules set? see deploy/strongswan.d/mobiked.conf"
 
 // decide evaluates every steering group whose inputs changed or whose
-// deadline has come, in key order.
+// deadline has come, in key order. A group marked dirty while it is
+// evaluated (a steer failed or was abandoned) is evaluated again in the
+// next Step.
 func (c *Controller) decide() {
-	if !c.anyDirty && (c.deadline.IsZero() || c.now.Before(c.deadline)) {
+	due := !c.deadline.IsZero() && !c.now.Before(c.deadline)
+	if !c.anyDirty && !due {
 		return
 	}
 	c.anyDirty, c.decided = false, true
 	clear(c.rankCache)
-	for _, g := range c.groups {
-		if g.dirty || (!g.deadline.IsZero() && !c.now.Before(g.deadline)) {
+	list := c.dirtyGroups
+	c.dirtyGroups = nil
+	if all := c.allDirty; all || due {
+		c.allDirty = false
+		for _, g := range c.groups {
+			if all || g.dirty || (!g.deadline.IsZero() && !c.now.Before(g.deadline)) {
+				c.evaluate(g)
+			}
+		}
+		return
+	}
+	slices.SortFunc(list, func(a, b *group) int { return a.idx - b.idx })
+	for _, g := range list {
+		if g.dirty {
 			c.evaluate(g)
 		}
 	}
@@ -58,10 +73,10 @@ func (c *Controller) firstInitiator(cn *conn) *saState {
 // members are on.
 func (c *Controller) onPairs(g *group) []Pair {
 	var out []Pair
-	for _, m := range g.members {
-		for _, id := range m.sas {
-			if s := c.sas[id]; steerable(s.sa) && !slices.Contains(out, s.pair) {
-				out = append(out, s.pair)
+	for _, k := range g.classes {
+		for p := range k.on {
+			if !slices.Contains(out, p) {
+				out = append(out, p)
 			}
 		}
 	}
@@ -72,12 +87,11 @@ func (c *Controller) onPairs(g *group) []Pair {
 // allOn reports whether every steerable SA of the members that can be on p
 // is on p.
 func (c *Controller) allOn(g *group, p Pair) bool {
-	for _, m := range g.members {
-		for _, id := range m.sas {
-			if s := c.sas[id]; s.pair != p && steerable(s.sa) && m.follows(p) {
-				return false
-			}
+	for _, k := range g.classes {
+		if len(k.on) == 0 || (len(k.on) == 1 && k.on[p] > 0) || !k.follows(p) {
+			continue
 		}
+		return false
 	}
 	return true
 }
@@ -86,12 +100,8 @@ func (c *Controller) allOn(g *group, p Pair) bool {
 // steer's target than at its last deadline, and records the count.
 func (c *Controller) progress(g *group, ps *pendingSteer) bool {
 	n := 0
-	for _, m := range g.members {
-		for _, id := range m.sas {
-			if s := c.sas[id]; steerable(s.sa) && s.pair == ps.to {
-				n++
-			}
-		}
+	for _, k := range g.classes {
+		n += k.on[ps.to]
 	}
 	more := n > ps.onTarget
 	ps.onTarget = n
@@ -102,6 +112,16 @@ func (c *Controller) progress(g *group, ps *pendingSteer) bool {
 // neither the steer's target nor one the SAs were on at the steer (zero when
 // none), and whether its remote address was unknown when the steer was made.
 func (c *Controller) diverted(g *group, ps *pendingSteer) (Pair, bool) {
+	some := false
+	for _, k := range g.classes {
+		for p := range k.on {
+			some = some || (p != ps.to && !slices.Contains(ps.from, p))
+		}
+	}
+	if !some {
+		return Pair{}, false
+	}
+	// Which one: the first by member and SA (deterministic).
 	for _, m := range g.members {
 		for _, id := range m.sas {
 			if s := c.sas[id]; steerable(s.sa) && s.pair != ps.to && !slices.Contains(ps.from, s.pair) {
@@ -117,16 +137,22 @@ func (c *Controller) evaluate(g *group) {
 	now := c.now
 	g.dirty = false
 	g.deadline = time.Time{}
-	for _, cn := range g.members {
+	expired := false
+	for _, k := range g.classes { // a member with an override is a class of its own
+		cn := k.members[0]
 		if cn.prefer == "" {
 			continue
 		}
 		if !now.Before(cn.preferUntil) {
 			cn.prefer, cn.preferUntil = "", time.Time{}
 			c.observe(PreferChanged{Conn: cn.name})
+			expired = true
 		} else {
 			c.minDeadline(g, cn.preferUntil)
 		}
+	}
+	if expired {
+		c.buildClasses(g)
 	}
 	steered := c.steered(g)
 	prev := g.pair
@@ -191,28 +217,18 @@ func (c *Controller) evaluate(g *group) {
 	}
 	g.pair = cur
 
-	// Every steered member ranks its candidates; the lead is the first
-	// member (by priority) with an eligible pair.
+	// Every steered class ranks its candidates once (its members share
+	// the ranking); the lead is the first member (by priority) with an
+	// eligible pair.
 	rrs := make([]*rankResult, len(steered))
 	lead := -1
-	var lastPeers uint64
-	var lastRR *rankResult
 	for i, cn := range steered {
-		// Unlisted members without an override and with the same peer
-		// addresses share a ranking (skips the cache lookup).
-		if shared := !cn.explicit && cn.prefer == ""; shared && lastRR != nil && cn.peersID == lastPeers {
-			rrs[i] = lastRR
-		} else {
-			rrs[i] = c.rank(cn, cur)
-			if shared {
-				lastPeers, lastRR = cn.peersID, rrs[i]
-			}
-		}
-		c.noteNATExcluded(cn, rrs[i])
+		rrs[i] = c.rank(cn, cur)
 		if lead < 0 && rrs[i].winner >= 0 {
 			lead = i
 		}
 	}
+	c.noteNATExcluded(g, steered, rrs)
 	// Until some member has an eligible pair, the group stays where its
 	// first member is.
 	g.lead = steered[0].name
@@ -366,8 +382,25 @@ func (c *Controller) regroup(g *group, cur Pair) {
 	c.minDeadline(g, g.pending.deadline)
 }
 
-// noteNATExcluded records the pairs excluded for cn only because of a NAT.
-func (c *Controller) noteNATExcluded(cn *conn, rr *rankResult) {
+// noteNATExcluded records, for the steered members of each class, the pairs
+// excluded only because of a NAT (rrs are the rankings of steered's
+// classes).
+func (c *Controller) noteNATExcluded(g *group, steered []*conn, rrs []*rankResult) {
+	for i, rep := range steered {
+		k := rep.class
+		if len(rrs[i].natExcluded) == 0 && !k.natNoted {
+			continue
+		}
+		k.natNoted = len(rrs[i].natExcluded) > 0
+		for _, m := range k.members {
+			if m.nSteer > 0 {
+				c.noteNATExcludedFor(m, rrs[i])
+			}
+		}
+	}
+}
+
+func (c *Controller) noteNATExcludedFor(cn *conn, rr *rankResult) {
 	if len(rr.natExcluded) == 0 && len(cn.natExcluded) == 0 {
 		return
 	}
@@ -422,19 +455,34 @@ type rankResult struct {
 	natExcluded []Pair // usable, allowed pairs excluded only for NAT
 }
 
-// rank returns the ranking of the connection's candidates, shared between
-// connections with the same policy, peers, current pair and override within
-// a Step.
+// rank returns the ranking of the connection's candidates, shared within a
+// Step between the members of its class (same policy, peers and override)
+// with the same current pair.
 func (c *Controller) rank(cn *conn, cur Pair) *rankResult {
-	pk := "\x00"
-	if cn.explicit {
-		pk = cn.name
+	key := rankKey{cls: cn.class, cur: cur}
+	if cn.class == nil {
+		key.cn = cn
 	}
-	key := rankKey{pol: pk, peers: cn.peersID, cur: cur, pref: cn.prefer}
+	return c.rankKeyed(cn, cur, key)
+}
+
+// rankOwn is rank for a listed connection with its own name in the reasons.
+func (c *Controller) rankOwn(cn *conn, cur Pair) *rankResult {
+	if cn.explicit {
+		return c.rankKeyed(cn, cur, rankKey{cn: cn, cur: cur})
+	}
+	return c.rank(cn, cur)
+}
+
+func (c *Controller) rankKeyed(cn *conn, cur Pair, key rankKey) *rankResult {
 	if r, ok := c.rankCache[key]; ok {
 		return r
 	}
-	var cands []policy.Candidate
+	n := 0
+	for _, r := range cn.peers {
+		n += len(c.byRemote[r])
+	}
+	cands := make([]policy.Candidate, 0, n)
 	for _, r := range cn.peers {
 		for _, p := range c.byRemote[r] {
 			cand := c.candidate(p, cur)
@@ -520,11 +568,11 @@ func (c *Controller) choose(steered []*conn, rrs []*rankResult, lead int, cur Pa
 		// are one or two rankings).
 		weight := map[*rankResult]int{}
 		var distinct []*rankResult
-		for _, rr := range rrs {
+		for i, rr := range rrs {
 			if weight[rr] == 0 {
 				distinct = append(distinct, rr)
 			}
-			weight[rr]++
+			weight[rr] += steered[i].class.nSteer // rrs are per class
 		}
 		count := make([]int, len(cands))
 		most := 0
@@ -608,7 +656,7 @@ func (c *Controller) fail(g *group, cause FailCause, detail string) {
 	}
 	c.acts = append(c.acts, ActAlert{Severity: SevWarning, Conn: g.name, Reason: reason, Message: msg})
 	g.alerts[alertKey{reason, g.name}] = true
-	g.dirty, c.anyDirty = true, true
+	c.markGroup(g)
 	c.minDeadline(g, g.backoffUntil)
 }
 
@@ -618,7 +666,7 @@ func (c *Controller) abandon(g *group, cause FailCause, detail string) {
 	g.pending = nil
 	c.activeOK = false
 	c.observe(SteerFailed{Group: g.name, Pair: ps.to, Cause: cause, Detail: detail})
-	g.dirty, c.anyDirty = true, true
+	c.markGroup(g)
 }
 
 func (c *Controller) minDeadline(g *group, t time.Time) {
@@ -644,24 +692,29 @@ func (c *Controller) clearAlert(g *group, reason AlertReason, conn string) {
 // noteConflicts records, for every member, whether the group's pair breaks
 // its policy (a policy conflict: disjoint allowed uplinks, one member
 // forbids NAT, ...), with an observation and an alert when that changes.
+// The answer is the same for the steered members of a class: the members
+// are looked at only when a class's answer or its steered members changed.
 func (c *Controller) noteConflicts(g *group, steered []*conn) {
-	// Unlisted members with the same peer addresses get the same answer
-	// (1 000 connections to one gateway: one or two computations).
-	var memo map[uint64]string
-	for _, m := range g.members {
+	changed := false
+	for _, k := range g.classes {
 		why := ""
-		if g.pair.Local.IsValid() && len(steered) > 0 && m.steeredAt == c.evals {
-			if m.explicit {
-				why = c.conflictWith(m, g.pair)
-			} else if w, ok := memo[m.peersID]; ok {
-				why = w
-			} else {
-				why = c.conflictWith(m, g.pair)
-				if memo == nil {
-					memo = map[uint64]string{}
-				}
-				memo[m.peersID] = why
-			}
+		if g.pair.Local.IsValid() && len(steered) > 0 && k.nSteer > 0 {
+			why = c.conflictWith(k.members[0], g.pair)
+		}
+		k.changed = !k.noted || why != k.conflict
+		k.noted, k.conflict = true, why
+		changed = changed || k.changed
+	}
+	if !changed {
+		return
+	}
+	for _, m := range g.members {
+		if !m.class.changed {
+			continue
+		}
+		why := ""
+		if m.nSteer > 0 {
+			why = m.class.conflict
 		}
 		if why == m.conflict {
 			continue

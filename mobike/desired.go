@@ -263,10 +263,7 @@ func (c *Controller) desiredGroup(g *group) (DesiredGroup, bool) {
 	if !ok {
 		return DesiredGroup{}, false
 	}
-	dg := DesiredGroup{Name: g.key, Pair: p, LinkIdx: link, Uplink: c.links[link].Name, Nexthop: c.nexthop(link, p.Remote.Is4())}
-	for _, m := range g.members {
-		dg.Members = append(dg.Members, m.name)
-	}
+	dg := DesiredGroup{Name: g.key, Members: g.names, Pair: p, LinkIdx: link, Uplink: c.links[link].Name, Nexthop: c.nexthop(link, p.Remote.Is4())}
 	for _, a := range g.peers {
 		if a != p.Remote && c.mayProhibit(g, a, p.Remote) {
 			dg.Prohibit = append(dg.Prohibit, a)
@@ -288,21 +285,17 @@ func (c *Controller) localLink(a netip.Addr) (int, bool) {
 // address a: every member that has a also has r (so no member loses all its
 // addresses), and no SA that the state does not move is on a (responder SAs,
 // SAs not established, SAs of a member that cannot follow to r).
+// The members of a class share their peer addresses, and an SA's peer
+// address is one of its connection's, so both are answered per class.
 func (c *Controller) mayProhibit(g *group, a, r netip.Addr) bool {
-	for _, m := range g.members {
-		if m.knows(a) && !m.knows(r) {
+	for _, k := range g.classes {
+		if m := k.members[0]; m.knows(a) && !m.knows(r) {
 			return false
 		}
 	}
-	for _, m := range g.members {
-		if !m.knows(a) {
-			continue
-		}
-		for _, id := range m.sas {
-			s := c.sas[id]
-			if s.pair.Remote == a && !steerable(s.sa) {
-				return false
-			}
+	for _, k := range g.classes {
+		if k.fixed[a] > 0 {
+			return false
 		}
 	}
 	return true

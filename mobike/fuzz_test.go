@@ -149,6 +149,9 @@ func runFuzz(t *testing.T, data []byte) string {
 			now = dl
 		}
 		acts := c.Step(now, ev)
+		if err := verifyIndexes(c); err != nil {
+			t.Fatalf("step %d (%T%+v): %v", steps, ev, ev, err)
+		}
 		st := c.Snapshot()
 		states := map[Pair]PathState{}
 		for _, p := range st.Pairs {

@@ -14,10 +14,13 @@ import (
 type group struct {
 	key     string       // first member's name: stable, unique
 	name    string       // for traces: key, or "key(+N)" for N more members
+	idx     int          // place in Controller.groups
 	members []*conn      // sorted by name
-	peers   []netip.Addr // union of the members' peer addresses, sorted
+	names   []string     // the members' names (shared by Desired: read-only)
+	classes []*class     // the members by ranking inputs, in member order
+	peers   []netip.Addr // union of the members' peer addresses, sorted (read-only)
 
-	dirty    bool
+	dirty    bool // in Controller.dirtyGroups
 	deadline time.Time
 	decision string
 	lead     string // the member whose policy chose the pair ("" = none)
@@ -60,7 +63,7 @@ func (c *Controller) syncGroups() {
 		if cn.live() {
 			live = append(live, cn)
 		} else {
-			cn.group = nil
+			cn.group, cn.class = nil, nil
 			cn.conflict = ""
 		}
 	}
@@ -116,26 +119,33 @@ func (c *Controller) syncGroups() {
 		}
 		claimed[g] = true
 		var peers []netip.Addr
-		for _, m := range members {
+		g.names = make([]string, len(members))
+		for i, m := range members {
 			peers = append(peers, m.peers...)
+			g.names[i] = m.name
 		}
 		slices.SortFunc(peers, netip.Addr.Compare)
 		g.members, g.peers = members, slices.Compact(peers)
 		g.key, g.name = members[0].name, groupName(members)
-		g.dirty = true
+		g.idx = len(groups)
 		groups = append(groups, g)
 	}
+	clear(c.groupOf)
 	for _, g := range groups {
 		for _, m := range g.members {
 			m.group = g
 		}
+		for _, a := range g.peers {
+			c.groupOf[a] = g
+		}
+		c.buildClasses(g)
 	}
 	c.groups = groups
 	clear(c.groupByKey)
 	for _, g := range groups {
 		c.groupByKey[g.key] = g
 	}
-	c.anyDirty = true
+	c.allDirty, c.anyDirty = true, true
 	c.activeOK = false
 	c.routingDirt = true
 }
@@ -163,20 +173,16 @@ func before(a, b *conn) int {
 	return 0
 }
 
-// steered returns the members with a steerable SA, by priority, and marks
-// them (conn.steeredAt = the evaluation's number).
+// steered returns, for every class of the group with a steerable SA, its
+// first such member (the others share its ranking), by priority.
 func (c *Controller) steered(g *group) []*conn {
-	c.evals++
 	var out []*conn
-	ordered := true // members are by name: the order unless overrides or listed ones reorder it
-	for _, m := range g.members {
-		if c.firstInitiator(m) != nil {
-			m.steeredAt = c.evals
-			out = append(out, m)
-			ordered = ordered && m.prefer == "" && !m.explicit
+	for _, k := range g.classes {
+		if k.nSteer > 0 {
+			out = append(out, k.firstSteered())
 		}
 	}
-	if !ordered {
+	if !slices.IsSortedFunc(out, before) {
 		slices.SortStableFunc(out, before)
 	}
 	return out

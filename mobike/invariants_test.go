@@ -58,7 +58,7 @@ func TestDesiredInvariants(t *testing.T) {
 	for it := 0; it < iters; it++ {
 		rng := rand.New(rand.NewPCG(uint64(it), 7))
 		pick := func(n int) int { return rng.IntN(n) }
-		nConns := 1 + pick(5)
+		nConns := 1 + pick(7)
 		var pol policy.Settings
 		var conns []Conn
 		for i := 0; i < nConns; i++ {
@@ -67,7 +67,13 @@ func TestDesiredInvariants(t *testing.T) {
 			for k := 0; k < 1+pick(3); k++ {
 				ra = append(ra, peers[pick(len(peers))])
 			}
+			if i > 0 && pick(3) == 0 {
+				ra = conns[i-1].RemoteAddrs // same peers: may share a ranking class
+			}
 			conns = append(conns, Conn{Name: name, RemoteAddrs: ra})
+			if pick(3) == 0 {
+				continue // not in the config: the default policy
+			}
 			cp := policy.ConnPolicy{Name: name, AllowedUplinks: uplinkSets[pick(len(uplinkSets))], HoldDown: policy.NoHoldDown}
 			if pick(4) == 0 {
 				cp.NAT = policy.NATForbid
@@ -88,6 +94,9 @@ func TestDesiredInvariants(t *testing.T) {
 			}
 			c.Step(now, ev)
 			c.TakeTrace()
+			if err := verifyIndexes(c); err != nil {
+				t.Fatalf("iteration %d, %T%+v: %v", it, ev, ev, err)
+			}
 			// The state in force (emitted now or earlier: an unchanged state
 			// must still hold for SAs that changed since).
 			if d, gen := c.Desired(); gen > 0 {
@@ -114,7 +123,20 @@ func TestDesiredInvariants(t *testing.T) {
 		}
 		step(EvSAList{SAs: mkSAs()})
 		for k := 0; k < 40; k++ {
-			switch pick(10) {
+			switch pick(13) {
+			case 10:
+				up := ""
+				if pick(3) != 0 {
+					up = ns.Links[pick(len(ns.Links))].Name
+				}
+				step(EvPrefer{Conn: conns[pick(len(conns))].Name, Uplink: up, Until: now.Add(time.Duration(pick(6000)) * time.Millisecond)})
+			case 11:
+				sa := mkSAs()[0]
+				sa.UniqueID = uint32(1 + pick(8))
+				step(EvSAUp{SA: sa})
+			case 12:
+				sas := mkSAs()
+				step(EvSARekey{OldID: uint32(1 + pick(8)), New: sas[len(sas)-1]})
 			case 0:
 				step(EvSAList{SAs: mkSAs()})
 			case 1:

@@ -68,7 +68,7 @@ type ConnView struct {
 	// live), Members its connections, GroupPair the pair the routing state
 	// puts the group on (zero: none), Lead the member whose policy chose it.
 	Group     string
-	Members   []string
+	Members   []string // shared by the group's members: read-only
 	GroupPair Pair
 	Lead      string
 	// Conflict says why GroupPair breaks this connection's policy ("" = it
@@ -130,6 +130,7 @@ func (c *Controller) Snapshot() State {
 		sa.VIPs = slices.Clone(sa.VIPs)
 		st.SAs = append(st.SAs, SAView{SA: sa, Pair: s.pair})
 	}
+	members := map[*group][]string{}
 	for _, cn := range c.connList {
 		v := ConnView{
 			Name: cn.name, Policy: clonePolicy(cn.pol), Peers: slices.Clone(cn.peers), SAs: slices.Clone(cn.sas),
@@ -137,9 +138,10 @@ func (c *Controller) Snapshot() State {
 		}
 		if g := cn.group; g != nil {
 			v.Group, v.GroupPair, v.Lead = g.name, g.pair, g.lead
-			for _, m := range g.members {
-				v.Members = append(v.Members, m.name)
+			if _, ok := members[g]; !ok {
+				members[g] = slices.Clone(g.names)
 			}
+			v.Members = members[g]
 			v.Failures, v.BackoffUntil, v.Deadline, v.Decision = g.failures, g.backoffUntil, g.deadline, g.decision
 			if cn.conflict != "" {
 				v.Decision += "; policy conflict: " + cn.conflict + " (the group's pair was chosen for " + g.lead + ")"
@@ -156,10 +158,11 @@ func (c *Controller) Snapshot() State {
 		if s := c.firstInitiator(cn); s != nil {
 			v.Current = s.pair
 		}
-		// Connections with the same policy, peers and current pair share
-		// one ranking (1 001 connections to one gateway: one ranking, not
+		// The members of a class with the same current pair share one
+		// ranking (1 001 connections to one gateway: one ranking, not
 		// 1 001 — the daemon takes a snapshot every second for metrics).
-		v.Ranking = c.rank(cn, v.Current).ranked
+		// A listed connection ranks on its own here: the reasons name it.
+		v.Ranking = c.rankOwn(cn, v.Current).ranked
 		st.Conns = append(st.Conns, v)
 	}
 	return st
