@@ -125,7 +125,7 @@ type conn struct {
 	pol      policy.ConnPolicy
 	explicit bool   // pol comes from Settings.Conns (not the default)
 	polKey   string // pol without its name: equal keys, equal rankings
-	order    int  // place in Settings.Conns (unlisted: after all listed)
+	order    int    // place in Settings.Conns (unlisted: after all listed)
 
 	remoteAddrs []netip.Addr // charon's remote_addrs (EvConns)
 	// learned are the remote addresses SAs of the connection are or have
