@@ -95,7 +95,8 @@ func (c *Controller) Snapshot() State {
 	// Fresh rankings (the cache may hold rankings from before the last
 	// probe results); filled again below, and cleared by the next decide.
 	clear(c.rankCache)
-	st := State{At: c.now, CharonUp: c.charonUp}
+	st := State{At: c.now, CharonUp: c.charonUp, Pairs: make([]PairView, 0, len(c.pairKeys)),
+		SAs: make([]SAView, 0, len(c.sas)), Conns: make([]ConnView, 0, len(c.connList))}
 	for _, l := range c.net.Links {
 		u := UplinkView{Link: l, Policy: c.uplinks[l.Index]}
 		for _, v4 := range []bool{true, false} {
@@ -172,4 +173,19 @@ func clonePolicy(p policy.ConnPolicy) policy.ConnPolicy {
 	p.AllowedUplinks = slices.Clone(p.AllowedUplinks)
 	p.ExtraPeers = slices.Clone(p.ExtraPeers)
 	return p
+}
+
+// GroupsOn returns the names of the steering groups that have a steerable
+// SA on pair p, in key order (cheap: no snapshot).
+func (c *Controller) GroupsOn(p Pair) []string {
+	var out []string
+	for _, g := range c.groups {
+		for _, k := range g.classes {
+			if k.on[p] > 0 {
+				out = append(out, g.name)
+				break
+			}
+		}
+	}
+	return out
 }

@@ -69,11 +69,9 @@ func (dm *daemonMetrics) observe(now time.Time, o mobike.Observation, d *daemon)
 	case mobike.PathStateChanged:
 		// A pair going down is the detection of a failover.
 		if o.To == mobike.PathDown {
-			for _, c := range d.core.Snapshot().Conns {
-				if c.Current == o.Pair && c.Group != "" {
-					if _, ok := d.forcedAt[c.Group]; !ok {
-						d.forcedAt[c.Group] = now
-					}
+			for _, g := range d.core.GroupsOn(o.Pair) {
+				if _, ok := d.forcedAt[g]; !ok {
+					d.forcedAt[g] = now
 				}
 			}
 		}
@@ -101,42 +99,8 @@ func (dm *daemonMetrics) publish(st mobike.State, d *daemon) {
 	if dm.m == nil {
 		return
 	}
-	var s metrics.Snapshot
+	s := pathsAndConns(st)
 	s.VICIUp = st.CharonUp && dm.viciUp.Load()
-	uplinkOf := map[netip.Addr]string{}
-	for _, p := range st.Pairs {
-		uplinkOf[p.Pair.Local] = p.Uplink
-	}
-	for _, c := range st.Conns {
-		mc := metrics.Conn{Name: c.Name, Current: uplinkOf[c.Current.Local]}
-		for _, r := range c.Ranking {
-			if r.Eligible {
-				mc.Preferred = r.Uplink.Name
-				break
-			}
-		}
-		s.Conns = append(s.Conns, mc)
-		for i, peer := range c.Peers {
-			for _, p := range st.Pairs {
-				if p.Pair.Remote != peer {
-					continue
-				}
-				fam := "ipv4"
-				if peer.Is6() {
-					fam = "ipv6"
-				}
-				rtt := math.NaN()
-				if p.Stats.SRTT > 0 {
-					rtt = p.Stats.SRTT.Seconds()
-				}
-				s.Paths = append(s.Paths, metrics.Path{Uplink: p.Uplink, Conn: c.Name, Peer: i, Family: fam,
-					State: p.State.String(), RTT: rtt, Loss: p.Stats.LossRatio})
-			}
-		}
-	}
-	for _, sa := range st.SAs {
-		s.SAs = append(s.SAs, metrics.SA{Conn: sa.Conn, Uplink: uplinkOf[sa.Pair.Local]})
-	}
 	dm.probes.absorb(d.probes.Stats())
 	dm.probes.flush(dm.m.ObserveProbe)
 	// Each read of the kernel's state is triggered by netlink messages (a
@@ -147,6 +111,69 @@ func (dm *daemonMetrics) publish(st mobike.State, d *daemon) {
 	dm.mu.Lock()
 	dm.snap = s
 	dm.mu.Unlock()
+}
+
+// pathsAndConns derives the scrape snapshot's paths, SAs and connections.
+// Paths are published per steering group, not per connection: the members
+// of a group share its pairs (1 001 connections to one gateway are 16 paths,
+// not 16 016). Such a path's conn label is the group's key (its first
+// member), its peer index the address's place in the group's peer set; for a
+// group of one connection that is the connection and its own peer set. A
+// connection in no group (not loaded in charon, no SA) has its own.
+func pathsAndConns(st mobike.State) metrics.Snapshot {
+	var s metrics.Snapshot
+	uplinkOf := map[netip.Addr]string{}
+	byRemote := map[netip.Addr][]int{} // indexes into st.Pairs
+	for i, p := range st.Pairs {
+		uplinkOf[p.Pair.Local] = p.Uplink
+		byRemote[p.Pair.Remote] = append(byRemote[p.Pair.Remote], i)
+	}
+	// The peer set of every path owner: a group's key, or a lone connection.
+	var owners []string
+	peersOf := map[string][]netip.Addr{}
+	s.Conns = make([]metrics.Conn, 0, len(st.Conns))
+	for _, c := range st.Conns {
+		mc := metrics.Conn{Name: c.Name, Current: uplinkOf[c.Current.Local]}
+		for _, r := range c.Ranking {
+			if r.Eligible {
+				mc.Preferred = r.Uplink.Name
+				break
+			}
+		}
+		s.Conns = append(s.Conns, mc)
+		owner := c.Name
+		if len(c.Members) > 0 {
+			owner = c.Members[0]
+		}
+		if _, ok := peersOf[owner]; !ok {
+			owners = append(owners, owner)
+		}
+		peersOf[owner] = append(peersOf[owner], c.Peers...)
+	}
+	for _, owner := range owners {
+		peers := peersOf[owner]
+		slices.SortFunc(peers, netip.Addr.Compare)
+		for i, peer := range slices.Compact(peers) {
+			fam := "ipv4"
+			if peer.Is6() {
+				fam = "ipv6"
+			}
+			for _, j := range byRemote[peer] {
+				p := &st.Pairs[j]
+				rtt := math.NaN()
+				if p.Stats.SRTT > 0 {
+					rtt = p.Stats.SRTT.Seconds()
+				}
+				s.Paths = append(s.Paths, metrics.Path{Uplink: p.Uplink, Conn: owner, Peer: i, Family: fam,
+					State: p.State.String(), RTT: rtt, Loss: p.Stats.LossRatio})
+			}
+		}
+	}
+	s.SAs = make([]metrics.SA, 0, len(st.SAs))
+	for _, sa := range st.SAs {
+		s.SAs = append(s.SAs, metrics.SA{Conn: sa.Conn, Uplink: uplinkOf[sa.Pair.Local]})
+	}
+	return s
 }
 
 func (dm *daemonMetrics) MetricsSnapshot() metrics.Snapshot {

@@ -10,13 +10,15 @@
 // label values come from closed sets: uplink names (the host's links),
 // connection names (charon's config), address family, path state, steer
 // reason. Addresses, ports, SPIs and SA unique IDs are never labels; a pair is
-// labelled by (uplink, conn, peer index, family).
+// labelled by (uplink, conn, peer index, family), where the daemon exports
+// the pairs of a steering group once, under its first connection.
 //
-// Cardinality, for a gateway with U uplinks, C connections, P peer addresses
-// per connection (both families counted in P) and any number of SAs:
+// Cardinality, for a gateway with U uplinks, C connections in G steering
+// groups, P peer addresses per group (both families counted in P) and any
+// number of SAs:
 //
-//   - path series: C·P·U pairs × (up, rtt, loss + len(PathStates) state-set
-//     series) = C·P·U·8. A branch box with 3 uplinks, 2 connections and 2
+//   - path series: G·P·U pairs × (up, rtt, loss + len(PathStates) state-set
+//     series) = G·P·U·8. A branch box with 3 uplinks, 2 connections and 2
 //     peer addresses each: 12 pairs, 96 series.
 //   - SA series: one per (conn, uplink) pair in use, not per SA:
 //     10 000 SAs of 50 connections over 3 uplinks are at most 150 series of
@@ -85,8 +87,8 @@ var FailoverBuckets = []float64{0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 30}
 // Path is one local×remote pair as seen at scrape time.
 type Path struct {
 	Uplink string  // the local address's uplink (link name)
-	Conn   string  // the connection (steering group) the peer belongs to
-	Peer   int     // index of the remote address in the connection's peer set
+	Conn   string  // the steering group the peer belongs to (its first connection)
+	Peer   int     // index of the remote address in the group's peer set
 	Family string  // "ipv4" or "ipv6"
 	State  string  // one of PathStates
 	RTT    float64 // smoothed RTT in seconds; NaN when unknown
