@@ -51,6 +51,7 @@ func addCount[K comparable](m map[K]int, k K, d int) (was, now int) {
 func (c *Controller) account(cn *conn, s *saState, d int) {
 	if was, now := addCount(c.saOn, s.pair, d); was == 0 || now == 0 {
 		c.dirtyRemote(s.pair.Remote) // a responder-only peer address has pairs where SAs are
+		c.probeDirty[s.pair] = true  // an active pair is probed more often
 	}
 	if s.sa.Initiator {
 		cn.nInit += d
@@ -121,6 +122,7 @@ func (c *Controller) buildClasses(g *group) {
 		k.members = append(k.members, m)
 		m.class = k
 	}
+	g.dgOK = false
 	for _, k := range classes {
 		if !slices.IsSortedFunc(k.members, before) {
 			slices.SortStableFunc(k.members, before) // listed members first

@@ -62,6 +62,10 @@ type Controller struct {
 	stopped  []Pair                 // removed in this Step, ActProbeStop pending
 	active   map[Pair]bool          // pairs an SA is on or a steer targets
 	activeOK bool                   // active is up to date
+	// probeDirty are pairs whose prober parameters may have changed (an SA
+	// came or left, the connections of the peer address changed); all are
+	// looked at when !activeOK.
+	probeDirty map[Pair]bool
 	remotes  map[netip.Addr][]*conn // the connections of a peer address, by name
 	slas     []policy.SLA           // distinct connection SLAs (for pair signatures)
 	saOn     map[Pair]int           // SAs on each pair (no zero entries)
@@ -94,6 +98,13 @@ type Controller struct {
 	gen         uint64
 	desired     Desired
 	routingAct  *ActRouting // emitted by this Step
+	// netGen counts network and policy changes: a group's cached routing
+	// entry (group.dg) and the uplink tables are valid for one netGen.
+	netGen    uint64
+	uplinks0  []DesiredUplink
+	uplinksAt uint64 // netGen of uplinks0 (0: none)
+	// desiredStale: an entry changed since desired was last compared.
+	desiredStale bool
 
 	rankCache map[rankKey]*rankResult
 	anyDirty  bool // some group is dirty
@@ -191,6 +202,7 @@ func New(cfg Config) *Controller {
 		byRemote:   map[netip.Addr][]*pair{},
 		remotes:    map[netip.Addr][]*conn{},
 		saOn:       map[Pair]int{},
+		probeDirty: map[Pair]bool{},
 		conns:      map[string]*conn{},
 		sas:        map[uint32]*saState{},
 		groupByKey: map[string]*group{},
@@ -436,9 +448,8 @@ func (c *Controller) peersChanged(cn *conn, old []netip.Addr) {
 		cs := c.remotes[a]
 		i, _ := slices.BinarySearchFunc(cs, cn.name, func(x *conn, n string) int { return strings.Compare(x.name, n) })
 		c.remotes[a] = slices.Insert(cs, i, cn)
-		c.dirtyRemote(a)
+		c.dirtyRemote(a) // and its pairs' probe method (their first connection's)
 	}
-	c.activeOK = false // a pair's probe method follows its first connection
 	c.markDirty(cn)
 	g := cn.group
 	if g == nil || !cn.live() {
@@ -459,6 +470,7 @@ func (c *Controller) peersChanged(cn *conn, old []netip.Addr) {
 			}
 		}
 	}
+	g.dgOK = false
 	if len(g.members) == 1 {
 		g.peers = cn.peers
 	} else {
@@ -669,6 +681,7 @@ func (c *Controller) recomputeLocals() {
 	ls = slices.CompactFunc(ls, func(x, y localAddr) bool { return x.addr == y.addr })
 	c.locals = ls
 	c.pairsDirt, c.allPairs = true, true
+	c.netGen++ // routing entries depend on links, addresses, gateways
 }
 
 // nexthop returns the gateway of a link for a family (zero: on-link).
@@ -726,6 +739,9 @@ func (c *Controller) syncPairs() {
 				want[k] = l
 			}
 		}
+	}
+	for k := range want {
+		c.probeDirty[k] = true // new, or its connections changed
 	}
 	var gone []Pair
 	for _, r := range rs {
@@ -820,7 +836,6 @@ func (c *Controller) syncPairs() {
 			c.byRemote[r] = ps
 		}
 	}
-	c.activeOK = false
 	if siblings {
 		c.markAllDirty()
 		return
@@ -945,6 +960,27 @@ func (c *Controller) recomputeActive() {
 	c.activeOK = true
 }
 
+// isTarget reports whether a pending steer targets pair k (only the group
+// of k's peer address can steer onto it).
+func (c *Controller) isTarget(k Pair) bool {
+	g := c.groupOf[k.Remote]
+	return g != nil && g.pending != nil && g.pending.to == k
+}
+
+// restartProbe appends the ActProbeStart p needs when its prober should
+// run with other parameters.
+func (c *Controller) restartProbe(out []Action, p *pair) []Action {
+	w := c.wantStart(p)
+	if w == p.started {
+		return out
+	}
+	p.started = w
+	if to, ok := transition(p.state, inProbeStart); ok {
+		c.setState(p, to, ReasonProbeStarted)
+	}
+	return append(out, w)
+}
+
 // flush assembles the Step's actions and the next deadline.
 func (c *Controller) flush() []Action {
 	var out []Action
@@ -956,19 +992,31 @@ func (c *Controller) flush() []Action {
 	}
 	c.stopped = c.stopped[:0]
 	// What a pair's prober should run changes only with the active set,
-	// the pair set or the policy, all of which clear activeOK.
+	// the pair set, the connections of its peer address or the policy:
+	// steers, groups, policy and network changes clear activeOK (every pair
+	// is looked at), SA events and peer address changes mark the pairs
+	// they touch.
 	if !c.activeOK {
 		c.recomputeActive()
+		clear(c.probeDirty)
 		for _, k := range c.pairKeys {
-			p := c.pairs[k]
-			w := c.wantStart(p)
-			if w == p.started {
-				continue
+			out = c.restartProbe(out, c.pairs[k])
+		}
+	} else if len(c.probeDirty) > 0 {
+		ks := make([]Pair, 0, len(c.probeDirty))
+		for k := range c.probeDirty {
+			ks = append(ks, k)
+		}
+		clear(c.probeDirty)
+		slices.SortFunc(ks, comparePair)
+		for _, k := range ks {
+			if c.saOn[k] > 0 || c.isTarget(k) {
+				c.active[k] = true
+			} else {
+				delete(c.active, k)
 			}
-			p.started = w
-			out = append(out, w)
-			if to, ok := transition(p.state, inProbeStart); ok {
-				c.setState(p, to, ReasonProbeStarted)
+			if p := c.pairs[k]; p != nil {
+				out = c.restartProbe(out, p)
 			}
 		}
 	}
@@ -1059,7 +1107,15 @@ func (c *Controller) upsertSA(sa SA) {
 		}
 	}
 	c.markDirty(cn)
-	c.activeOK = false
+	c.saChanged(cn)
+}
+
+// saChanged notes that an SA of cn changed: its group's routing entry may
+// (an SA that is not steerable keeps its peer address from a prohibit).
+func (c *Controller) saChanged(cn *conn) {
+	if cn.group != nil {
+		cn.group.dgOK = false
+	}
 	c.routingDirt = true
 }
 
@@ -1086,8 +1142,7 @@ func (c *Controller) removeSA(id uint32) {
 		}
 	}
 	c.markDirty(cn)
-	c.activeOK = false
-	c.routingDirt = true
+	c.saChanged(cn)
 	c.gcConn(cn)
 }
 

@@ -159,6 +159,7 @@ func (c *Controller) evaluate(g *group) {
 	defer func() {
 		if g.pair != prev {
 			c.routingDirt = true
+			g.dgOK = false
 		}
 		c.noteConflicts(g, steered)
 	}()

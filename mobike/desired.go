@@ -53,12 +53,16 @@ type DesiredGroup struct {
 
 // Equal reports whether d and o are the same state.
 func (d Desired) Equal(o Desired) bool {
-	return slices.EqualFunc(d.Uplinks, o.Uplinks, func(a, b DesiredUplink) bool {
-		return a.Name == b.Name && a.LinkIdx == b.LinkIdx && slices.Equal(a.Local, b.Local) && slices.Equal(a.Gateways, b.Gateways)
-	}) && slices.EqualFunc(d.Groups, o.Groups, func(a, b DesiredGroup) bool {
-		return a.Name == b.Name && a.Pair == b.Pair && a.LinkIdx == b.LinkIdx && a.Uplink == b.Uplink &&
-			a.Nexthop == b.Nexthop && slices.Equal(a.Members, b.Members) && slices.Equal(a.Prohibit, b.Prohibit)
-	})
+	return slices.EqualFunc(d.Uplinks, o.Uplinks, DesiredUplink.equal) && slices.EqualFunc(d.Groups, o.Groups, DesiredGroup.equal)
+}
+
+func (a DesiredUplink) equal(b DesiredUplink) bool {
+	return a.Name == b.Name && a.LinkIdx == b.LinkIdx && slices.Equal(a.Local, b.Local) && slices.Equal(a.Gateways, b.Gateways)
+}
+
+func (a DesiredGroup) equal(b DesiredGroup) bool {
+	return a.Name == b.Name && a.Pair == b.Pair && a.LinkIdx == b.LinkIdx && a.Uplink == b.Uplink &&
+		a.Nexthop == b.Nexthop && slices.Equal(a.Members, b.Members) && slices.Equal(a.Prohibit, b.Prohibit)
 }
 
 // Lines renders the state one entry per line, in a stable order (golden
@@ -241,12 +245,37 @@ func (c *Controller) uplinksFor() []DesiredUplink {
 	return ups
 }
 
-// computeDesired builds the routing state from the groups' pairs.
-func (c *Controller) computeDesired() Desired {
-	d := Desired{Uplinks: c.uplinksFor()}
+// refreshDesired computes again the routing entries that may have changed:
+// a group's when its pair, members, peer addresses or SAs changed, every
+// one when the network did (netGen). It sets desiredStale when one differs.
+func (c *Controller) refreshDesired() {
+	if c.uplinksAt != c.netGen || c.uplinksAt == 0 {
+		ups := c.uplinksFor()
+		if !slices.EqualFunc(ups, c.uplinks0, DesiredUplink.equal) || c.uplinksAt == 0 {
+			c.desiredStale = true
+		}
+		c.uplinks0, c.uplinksAt = ups, c.netGen
+	}
 	for _, g := range c.groups {
-		if dg, ok := c.desiredGroup(g); ok {
-			d.Groups = append(d.Groups, dg)
+		if g.dgOK && g.dgNet == c.netGen {
+			continue
+		}
+		dg, has := c.desiredGroup(g)
+		if has != g.dgHas || (has && !dg.equal(g.dg)) {
+			c.desiredStale = true
+		}
+		g.dg, g.dgHas = dg, has
+		g.dgOK, g.dgNet = true, c.netGen
+	}
+}
+
+// computeDesired builds the routing state from the uplinks and the groups'
+// entries (refreshDesired first).
+func (c *Controller) computeDesired() Desired {
+	d := Desired{Uplinks: c.uplinks0, Groups: make([]DesiredGroup, 0, len(c.groups))}
+	for _, g := range c.groups {
+		if g.dgHas {
+			d.Groups = append(d.Groups, g.dg)
 		}
 	}
 	return d
@@ -311,6 +340,12 @@ func (c *Controller) updateRouting() {
 	if !c.ready() {
 		return
 	}
+	c.refreshDesired()
+	if c.gen > 0 && !c.desiredStale {
+		c.stampPending() // no entry changed since the state was emitted
+		return
+	}
+	c.desiredStale = false
 	d := c.computeDesired()
 	if c.gen > 0 && d.Equal(c.desired) {
 		c.stampPending()

@@ -21,6 +21,12 @@ type group struct {
 	peers   []netip.Addr // union of the members' peer addresses, sorted (read-only)
 
 	dirty    bool // in Controller.dirtyGroups
+	// dg is the group's routing entry (has: it has one) as of netGen
+	// dgNet, when dgOK.
+	dg    DesiredGroup
+	dgHas bool
+	dgOK  bool
+	dgNet uint64
 	deadline time.Time
 	decision string
 	lead     string // the member whose policy chose the pair ("" = none)
@@ -148,6 +154,7 @@ func (c *Controller) syncGroups() {
 	c.allDirty, c.anyDirty = true, true
 	c.activeOK = false
 	c.routingDirt = true
+	c.desiredStale = true // groups may have come, gone or changed places
 }
 
 // before orders a group's members by priority: a connection with an active

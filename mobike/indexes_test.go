@@ -180,6 +180,49 @@ func verifyIndexes(c *Controller) error {
 	if !maps.Equal(groupOf, c.groupOf) {
 		return fmt.Errorf("groupOf has %d addresses, want %d", len(c.groupOf), len(groupOf))
 	}
+	// Probers: the active set and every pair's prober parameters.
+	if !c.activeOK || len(c.probeDirty) > 0 {
+		return fmt.Errorf("probers not brought up to date (activeOK %t, %d dirty)", c.activeOK, len(c.probeDirty))
+	}
+	active := map[Pair]bool{}
+	for k := range saOn {
+		active[k] = true
+	}
+	for _, g := range c.groups {
+		if g.pending != nil {
+			active[g.pending.to] = true
+		}
+	}
+	if !maps.Equal(active, c.active) {
+		return fmt.Errorf("active pairs %v, want %v", c.active, active)
+	}
+	for _, k := range c.pairKeys {
+		if p := c.pairs[k]; p.started != c.wantStart(p) {
+			return fmt.Errorf("pair %s probed with %+v, want %+v", k, p.started, c.wantStart(p))
+		}
+	}
+	// The routing state in force is the one computed from scratch.
+	if c.ready() && c.gen > 0 {
+		fresh := Desired{Uplinks: c.uplinksFor()}
+		for _, g := range c.groups {
+			if dg, ok := c.desiredGroup(g); ok {
+				fresh.Groups = append(fresh.Groups, dg)
+			}
+		}
+		if !fresh.Equal(c.desired) {
+			return fmt.Errorf("routing state in force:\n%s\nwant:\n%s", c.desired, fresh)
+		}
+	}
+	// Cached routing entries.
+	for _, g := range c.groups {
+		if !g.dgOK || g.dgNet != c.netGen {
+			continue
+		}
+		dg, has := c.desiredGroup(g)
+		if has != g.dgHas || (has && !(Desired{Groups: []DesiredGroup{dg}}).Equal(Desired{Groups: []DesiredGroup{g.dg}})) {
+			return fmt.Errorf("group %s: cached routing entry %+v, want %+v", g.name, g.dg, dg)
+		}
+	}
 	return nil
 }
 

@@ -56,6 +56,9 @@ type Options struct {
 	Seed   uint64
 	Policy policy.Settings
 	Ranker policy.Ranker
+	// Quiet keeps no text trace and no Observations (large worlds, e.g.
+	// RunScale); OnObservation still sees every observation.
+	Quiet bool
 }
 
 // Impair is a path impairment, on a link (all its pairs) or one pair.
@@ -106,6 +109,15 @@ type World struct {
 	// Check, when set, runs after every Step with the actions (e.g. the
 	// routing state's invariants).
 	Check func(acts []mobike.Action)
+	// OnEvent and OnObservation, when set, see every event delivered to the
+	// controller and every observation it made.
+	OnEvent       func(ev mobike.Event)
+	OnObservation func(o mobike.Observation)
+	// StepTime is the wall-clock time spent in the controller's Step (the
+	// simulated world's own work excluded).
+	StepTime time.Duration
+
+	quiet bool
 
 	probers map[mobike.Pair]*prober
 	trace   []string
@@ -116,6 +128,7 @@ type World struct {
 func New(o Options) *World {
 	w := &World{
 		Now:      Epoch,
+		quiet:    o.Quiet,
 		rng:      rand.New(rand.NewPCG(o.Seed, o.Seed^0x5eed)),
 		linkImp:  map[int]Impair{},
 		pairImp:  map[mobike.Pair]Impair{},
@@ -206,8 +219,19 @@ func (w *World) RunUntil(t time.Time) {
 // executes the actions.
 func (w *World) Deliver(ev mobike.Event) {
 	w.steps++
+	if w.OnEvent != nil {
+		w.OnEvent(ev)
+	}
+	start := time.Now()
 	acts := w.Ctl.Step(w.Now, ev)
+	w.StepTime += time.Since(start)
 	for _, o := range w.Ctl.TakeTrace() {
+		if w.OnObservation != nil {
+			w.OnObservation(o)
+		}
+		if w.quiet {
+			continue
+		}
 		w.logf("%s", o)
 		w.Observations = append(w.Observations, o)
 	}
@@ -224,6 +248,9 @@ func (w *World) rel(t time.Time) string {
 }
 
 func (w *World) logf(format string, args ...any) {
+	if w.quiet {
+		return
+	}
 	w.trace = append(w.trace, w.rel(w.Now)+"  "+fmt.Sprintf(format, args...))
 }
 
@@ -250,7 +277,9 @@ func (w *World) execute(a mobike.Action) {
 			delete(w.probers, a.Pair)
 		}
 	case mobike.ActRouting:
-		w.logRoutingChange(a.State)
+		if !w.quiet {
+			w.logRoutingChange(a.State)
+		}
 		err := w.SteerErr
 		ev := mobike.EvRoutingApplied{Gen: a.Gen, Err: err}
 		if err != nil {
