@@ -66,9 +66,9 @@ type Controller struct {
 	// came or left, the connections of the peer address changed); all are
 	// looked at when !activeOK.
 	probeDirty map[Pair]bool
-	remotes  map[netip.Addr][]*conn // the connections of a peer address, by name
-	slas     []policy.SLA           // distinct connection SLAs (for pair signatures)
-	saOn     map[Pair]int           // SAs on each pair (no zero entries)
+	remotes    map[netip.Addr][]*conn // the connections of a peer address, by name
+	slas       []policy.SLA           // distinct connection SLAs (for pair signatures)
+	saOn       map[Pair]int           // SAs on each pair (no zero entries)
 	// The pair set is recomputed per peer address: those in dirtyRemotes,
 	// or all when allPairs (the local addresses or the policy changed).
 	pairsDirt    bool

@@ -20,13 +20,13 @@ type group struct {
 	classes []*class     // the members by ranking inputs, in member order
 	peers   []netip.Addr // union of the members' peer addresses, sorted (read-only)
 
-	dirty    bool // in Controller.dirtyGroups
+	dirty bool // in Controller.dirtyGroups
 	// dg is the group's routing entry (has: it has one) as of netGen
 	// dgNet, when dgOK.
-	dg    DesiredGroup
-	dgHas bool
-	dgOK  bool
-	dgNet uint64
+	dg       DesiredGroup
+	dgHas    bool
+	dgOK     bool
+	dgNet    uint64
 	deadline time.Time
 	decision string
 	lead     string // the member whose policy chose the pair ("" = none)
