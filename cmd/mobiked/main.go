@@ -23,6 +23,7 @@ import (
 
 	"github.com/mobiked/mobiked/cmd/internal/control"
 	"github.com/mobiked/mobiked/policy"
+	"github.com/mobiked/mobiked/vici"
 )
 
 // Exit statuses.
@@ -30,6 +31,10 @@ const (
 	exitOK     = 0
 	exitFail   = 1
 	exitConfig = 2
+	// exitRestart: the process must be restarted (VICI sessions stuck in
+	// the library after close, vici.ErrStuck); systemd's Restart=on-failure
+	// does it.
+	exitRestart = 3
 )
 
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
@@ -115,6 +120,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	if err := d.run(ctx); err != nil && !errors.Is(err, context.Canceled) {
 		log.Error("stopped", "err", err)
+		if errors.Is(err, vici.ErrStuck) {
+			return exitRestart
+		}
 		return exitFail
 	}
 	log.Info("stopped; routes and rules left in place (mobiked --cleanup removes them)")
