@@ -72,6 +72,14 @@ func TestCheckConfig(t *testing.T) {
 			want: []string{`:3: `, `duplicate connection "lab" (first at line 2)`}},
 		{name: "bad nat and probe", body: "connections:\n  - name: lab\n    nat: maybe\n    probe: carrier-pigeon\n", code: exitConfig,
 			want: []string{`:3: `, `bad nat value "maybe"`, `:4: `, `unknown probe method "carrier-pigeon"`}},
+		// issue 13, finding 6: what start-up (the steerer) refuses, --check-config refuses
+		{name: "rule band too narrow for the steerer", body: "steering:\n  rule_priority: {min: 1000, max: 1020}\n", code: exitConfig,
+			want: []string{`:2: steering.rule_priority: rule priority band 1000..1020 has 21 priorities, need at least 51`}},
+		{name: "table among the uplink tables", body: "steering:\n  table: 2110\n", code: exitConfig,
+			want: []string{`:2: steering.table: table 2110 is one of mobiked's uplink tables`}},
+		// issue 13, finding 5
+		{name: "interval that overflows", body: "probes:\n  standby_interval: 2562047h\n", code: exitConfig,
+			want: []string{`:2: probes.standby_interval: interval 2562047h0m0s out of range 10ms..1h0m0s`}},
 		{
 			name: "every problem reported",
 			body: `uplinks:
@@ -96,7 +104,7 @@ probes:
 				`:8: connections[0].hold_down: bad duration "5x"`,
 				`:9: connections[0].uplinks[0]: unknown uplink "wlan9"`,
 				`:10: connections[1].name: duplicate connection "lab" (first at line 7)`,
-				`:12: probes.timeout: timeout must be positive`,
+				`:12: probes.timeout: timeout -1s out of range`,
 			},
 		},
 	}
