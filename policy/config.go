@@ -489,14 +489,23 @@ func (c *Config) validate(v *validator) {
 		v.addf("reflector.key", "key set but reflector.listen is empty")
 	}
 
-	if !strings.HasPrefix(c.ControlSocket, "/") {
-		v.addf("control.socket", "socket path %q must be absolute", c.ControlSocket)
-	} else if len(c.ControlSocket) > maxSocketPath {
-		v.addf("control.socket", "socket path is %d bytes, the limit is %d", len(c.ControlSocket), maxSocketPath)
+	if err := CheckSocketPath(c.ControlSocket); err != nil {
+		v.addf("control.socket", "%v", err)
 	}
-	if strings.ContainsRune(c.ControlSocket, 0) {
-		v.addf("control.socket", "socket path contains a NUL byte")
+}
+
+// CheckSocketPath checks a unix socket path of the control API: absolute,
+// short enough for sun_path, no NUL.
+func CheckSocketPath(p string) error {
+	switch {
+	case !strings.HasPrefix(p, "/"):
+		return fmt.Errorf("socket path %q must be absolute", p)
+	case len(p) > maxSocketPath:
+		return fmt.Errorf("socket path is %d bytes, the limit is %d", len(p), maxSocketPath)
+	case strings.ContainsRune(p, 0):
+		return fmt.Errorf("socket path contains a NUL byte")
 	}
+	return nil
 }
 
 func (c *Config) validateConn(v *validator, f string, p ConnConfig, uplinkIDs map[string]string) {

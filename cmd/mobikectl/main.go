@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/mobiked/mobiked/cmd/internal/control"
+	"github.com/mobiked/mobiked/internal/safefile"
 	"github.com/mobiked/mobiked/policy"
 )
 
@@ -174,7 +175,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 			if len(rest) != 1 {
 				return usageErr("usage: check-config FILE")
 			}
-			data, err := os.ReadFile(rest[0])
+			data, err := safefile.ReadRegular(rest[0], policy.MaxConfigSize)
 			if err != nil {
 				return configErr{err}
 			}

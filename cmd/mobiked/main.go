@@ -22,6 +22,7 @@ import (
 	"syscall"
 
 	"github.com/mobiked/mobiked/cmd/internal/control"
+	"github.com/mobiked/mobiked/internal/safefile"
 	"github.com/mobiked/mobiked/policy"
 	"github.com/mobiked/mobiked/vici"
 )
@@ -74,33 +75,18 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 
-	cfg, err := loadConfig(f.config)
+	if f.checkConfig && f.config == "" {
+		fmt.Fprintln(stderr, "mobiked: --check-config needs --config FILE")
+		return exitConfig
+	}
+	cfg, err := configure(f)
 	if err != nil {
 		fmt.Fprintf(stderr, "%v\n", err)
 		return exitConfig
 	}
 	if f.checkConfig {
-		if f.config == "" {
-			fmt.Fprintln(stderr, "mobiked: --check-config needs --config FILE")
-			return exitConfig
-		}
 		fmt.Fprintf(stdout, "%s: ok\n", f.config)
 		return exitOK
-	}
-	if f.controlSocket != "" {
-		cfg.ControlSocket = f.controlSocket
-	}
-	switch f.metricsListen {
-	case "":
-	case "off":
-		cfg.MetricsListen = netip.AddrPort{}
-	default:
-		ap, err := netip.ParseAddrPort(f.metricsListen)
-		if err != nil {
-			fmt.Fprintf(stderr, "mobiked: bad --metrics-listen %q: %v\n", f.metricsListen, err)
-			return exitConfig
-		}
-		cfg.MetricsListen = ap
 	}
 	if f.cleanup {
 		if err := cleanup(cfg, log); err != nil {
@@ -129,12 +115,58 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
-// loadConfig reads and validates the config file; "" means zero-config.
+// configure is the one validation of start-up: it loads the config file,
+// applies the flags' overrides and checks everything start-up would refuse
+// for the configuration's sake (the policy's problems, the steerer's layout,
+// the STAMP key file). --check-config, start and SIGHUP's reload all use
+// it, so --check-config refuses exactly what start-up refuses (what remains
+// are run-time failures: sockets in use, no netlink).
+func configure(f flags) (*policy.Config, error) {
+	cfg, err := loadConfig(f.config)
+	if err != nil {
+		return nil, err
+	}
+	if f.controlSocket != "" {
+		if err := policy.CheckSocketPath(f.controlSocket); err != nil {
+			return nil, fmt.Errorf("mobiked: bad --control-socket: %w", err)
+		}
+		cfg.ControlSocket = f.controlSocket
+	}
+	switch f.metricsListen {
+	case "":
+	case "off":
+		cfg.MetricsListen = netip.AddrPort{}
+	default:
+		ap, err := netip.ParseAddrPort(f.metricsListen)
+		if err != nil {
+			return nil, fmt.Errorf("mobiked: bad --metrics-listen %q: %w", f.metricsListen, err)
+		}
+		cfg.MetricsListen = ap
+	}
+	if err := steerOptions(cfg, nil).Check(); err != nil {
+		return nil, fmt.Errorf("mobiked: %s: steering: %w", cfgName(f.config), err)
+	}
+	if _, err := stampKey(cfg.Reflector); err != nil {
+		return nil, fmt.Errorf("mobiked: %s: reflector.key: %w", cfgName(f.config), err)
+	}
+	return cfg, nil
+}
+
+func cfgName(path string) string {
+	if path == "" {
+		return "zero-config"
+	}
+	return path
+}
+
+// loadConfig reads and validates the config file; "" means zero-config. A
+// path that is not a regular file, or a file over policy.MaxConfigSize, is
+// refused before it is read.
 func loadConfig(path string) (*policy.Config, error) {
 	if path == "" {
 		return policy.Default(), nil
 	}
-	data, err := os.ReadFile(path)
+	data, err := safefile.ReadRegular(path, policy.MaxConfigSize)
 	if err != nil {
 		return nil, fmt.Errorf("mobiked: read config: %w", err)
 	}

@@ -161,19 +161,8 @@ func TestCheckConfigUsage(t *testing.T) {
 // running config; a good file replaces it and reaches the core.
 func TestReloadKeepsConfigOnError(t *testing.T) {
 	path := writeConfig(t, goodConfig)
-	cfg, err := loadConfig(path)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var logBuf bytes.Buffer
-	d := &daemon{f: flags{config: path}, cfg: cfg, log: slog.New(slog.NewTextHandler(&logBuf, nil))}
-	d.core = mobike.New(mobike.Config{Policy: cfg.Settings()})
-	d.loop = runloop.New(d.core, d, nil, nil)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- d.loop.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	d, ctx := startReloadDaemon(t, path, &logBuf)
 	conns := mobike.EvConns{Conns: []mobike.Conn{{Name: "lab", RemoteAddrs: []netip.Addr{netip.MustParseAddr("10.3.0.2")}}}}
 	if err := d.loop.Do(ctx, func() { d.loop.Step(ctx, conns) }); err != nil {
 		t.Fatal(err)
@@ -227,4 +216,22 @@ func TestReloadKeepsConfigOnError(t *testing.T) {
 	if got := holdDown(); got != 9*time.Second {
 		t.Fatalf("good reload: hold-down %s, want 9s", got)
 	}
+}
+
+// startReloadDaemon runs a daemon with only its core and loop (enough for
+// reload) on the config at path, logging to logBuf, until the test ends.
+func startReloadDaemon(t *testing.T, path string, logBuf *bytes.Buffer) (*daemon, context.Context) {
+	t.Helper()
+	cfg, err := loadConfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &daemon{f: flags{config: path}, cfg: cfg, log: slog.New(slog.NewTextHandler(logBuf, nil))}
+	d.core = mobike.New(mobike.Config{Policy: cfg.Settings()})
+	d.loop = runloop.New(d.core, d, nil, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	done := make(chan error, 1)
+	go func() { done <- d.loop.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return d, ctx
 }
