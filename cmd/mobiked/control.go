@@ -160,20 +160,30 @@ func explainOf(st mobike.State, conn string) (control.Explain, bool) {
 	return control.Explain{}, false
 }
 
-// serveControl serves the control API on the unix socket (mode 0600).
-func (d *daemon) serveControl(ctx context.Context) (*http.Server, error) {
-	path := d.cfg.ControlSocket
-	if path == "" {
-		path = control.DefaultSocket
-	}
+// listenControl listens on the control socket at path (mode 0600). Whatever
+// is at path is only removed when it is a socket nobody answers on (left by
+// a crashed mobiked): a regular file, a symlink, a directory or anything else
+// there (a config path typed into control.socket) is refused and left alone,
+// and a live socket means another mobiked.
+func listenControl(path string) (net.Listener, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("control: %w", err)
 	}
-	if c, err := net.Dial("unix", path); err == nil {
-		c.Close()
-		return nil, fmt.Errorf("control: %s is in use (another mobiked?)", path)
+	switch fi, err := os.Lstat(path); {
+	case errors.Is(err, os.ErrNotExist):
+	case err != nil:
+		return nil, fmt.Errorf("control: %w", err)
+	case fi.Mode().Type() != os.ModeSocket:
+		return nil, fmt.Errorf("control: %s exists and is not a socket (%s); refusing to replace it", path, fi.Mode().Type())
+	default:
+		if c, err := net.Dial("unix", path); err == nil {
+			c.Close()
+			return nil, fmt.Errorf("control: %s is in use (another mobiked?)", path)
+		}
+		if err := os.Remove(path); err != nil {
+			return nil, fmt.Errorf("control: remove stale socket: %w", err)
+		}
 	}
-	_ = os.Remove(path)
 	ln, err := net.Listen("unix", path)
 	if err != nil {
 		return nil, fmt.Errorf("control: listen %s: %w", path, err)
@@ -181,6 +191,19 @@ func (d *daemon) serveControl(ctx context.Context) (*http.Server, error) {
 	if err := os.Chmod(path, 0o600); err != nil {
 		ln.Close()
 		return nil, fmt.Errorf("control: %w", err)
+	}
+	return ln, nil
+}
+
+// serveControl serves the control API on the unix socket (mode 0600).
+func (d *daemon) serveControl(ctx context.Context) (*http.Server, error) {
+	path := d.cfg.ControlSocket
+	if path == "" {
+		path = control.DefaultSocket
+	}
+	ln, err := listenControl(path)
+	if err != nil {
+		return nil, err
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
