@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/mobiked/mobiked/cmd/internal/control"
+	"github.com/mobiked/mobiked/internal/httpserve"
 	"github.com/mobiked/mobiked/mobike"
 )
 
@@ -205,6 +207,11 @@ func (d *daemon) serveControl(ctx context.Context) (*http.Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	return d.serveHTTP("control API", d.controlMux(ctx), ln), nil
+}
+
+// controlMux is the control API's handler.
+func (d *daemon) controlMux(ctx context.Context) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
 		st, err := d.snapshot(r.Context())
@@ -285,6 +292,10 @@ func (d *daemon) serveControl(ctx context.Context) (*http.Server, error) {
 	mux.HandleFunc("GET /v1/events", func(w http.ResponseWriter, r *http.Request) {
 		hist, ch, cancel := d.trace.subscribe(100)
 		defer cancel()
+		// a stream outlives the server's write timeout: each write gets its
+		// own, so a client that stops reading is dropped
+		writeTimeout := httpserve.DefaultLimits().Write
+		_ = httpserve.StreamWriteDeadline(w, writeTimeout)
 		w.Header().Set("Content-Type", "application/x-ndjson")
 		fl, _ := w.(http.Flusher)
 		enc := json.NewEncoder(w)
@@ -301,6 +312,7 @@ func (d *daemon) serveControl(ctx context.Context) (*http.Server, error) {
 			case <-ctx.Done():
 				return
 			case ev := <-ch:
+				_ = httpserve.StreamWriteDeadline(w, writeTimeout)
 				if enc.Encode(ev) != nil {
 					return
 				}
@@ -310,11 +322,19 @@ func (d *daemon) serveControl(ctx context.Context) (*http.Server, error) {
 			}
 		}
 	})
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	return mux
+}
+
+// serveHTTP serves h on ln in the background (the control API and the
+// metrics listener) with httpserve's limits: read, write and idle timeouts,
+// at most 64 connections at once.
+func (d *daemon) serveHTTP(name string, h http.Handler, ln net.Listener) *http.Server {
+	srv := &http.Server{Handler: h, ErrorLog: slog.NewLogLogger(d.log.Handler(), slog.LevelDebug)}
+	ln = httpserve.Harden(srv, ln, httpserve.DefaultLimits())
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			d.log.Error("control API stopped", "err", err)
+			d.log.Error(name+" stopped", "err", err)
 		}
 	}()
-	return srv, nil
+	return srv
 }

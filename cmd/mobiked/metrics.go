@@ -200,8 +200,7 @@ func (d *daemon) serveMetrics(ctx context.Context, addr netip.AddrPort) (*http.S
 		handler = mux
 		d.log.Warn("profiler enabled on the metrics listener", "addr", addr.String())
 	}
-	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 5 * time.Second}
-	go func() { _ = srv.Serve(ln) }()
+	srv := d.serveHTTP("metrics listener", handler, ln)
 	// Refresh the scrape snapshot every second from the loop.
 	go func() {
 		t := time.NewTicker(time.Second)
