@@ -65,6 +65,9 @@ const (
 	MaxMoves      = 1000
 	MinMoveWindow = time.Second
 	MaxMoveWindow = 24 * time.Hour
+	// MinHookTimeout..MaxHookTimeout bound Hooks.Timeout.
+	MinHookTimeout = 10 * time.Millisecond
+	MaxHookTimeout = time.Hour
 
 	// Steering rules must sit after charon's rule 220 (otherwise they pull
 	// traffic away from charon's own table) and before the main table's 32766.
@@ -114,6 +117,8 @@ type Config struct {
 	// ControlSocket is the unix socket of the control API (mobikectl).
 	// Default /run/mobiked/mobiked.sock.
 	ControlSocket string
+	// Hooks are operator programs run on events (mwan3.user style).
+	Hooks Hooks
 
 	// pos maps field paths ("connections[1].uplinks[0]") to source lines, for
 	// problems found after decoding. Nil for configs built in code.
@@ -284,6 +289,20 @@ type Steering struct {
 	RulePriorityMax int
 }
 
+// Hooks are executables mobiked runs on events, with the event in the
+// environment (MOBIKED_*). They run outside the core, one at a time, each
+// bounded by Timeout; a slow or failing hook never delays a decision.
+type Hooks struct {
+	// OnMove runs after each confirmed move of a connection. Absolute path;
+	// empty = none.
+	OnMove string
+	// Timeout kills a hook that runs longer. Default 10s.
+	Timeout time.Duration
+}
+
+// DefaultHookTimeout bounds a hook when hooks.timeout is not set.
+const DefaultHookTimeout = 10 * time.Second
+
 // Reflector is the STAMP session reflector (responder side).
 type Reflector struct {
 	// Listen is the UDP address to answer on; the zero AddrPort (default)
@@ -332,6 +351,7 @@ func Default() *Config {
 		},
 		MetricsListen: netip.MustParseAddrPort("127.0.0.1:9816"),
 		ControlSocket: "/run/mobiked/mobiked.sock",
+		Hooks:         Hooks{Timeout: DefaultHookTimeout},
 	}
 }
 
@@ -492,6 +512,9 @@ func (c *Config) validate(v *validator) {
 	if err := CheckSocketPath(c.ControlSocket); err != nil {
 		v.addf("control.socket", "%v", err)
 	}
+	if h := c.Hooks.OnMove; h != "" && (!strings.HasPrefix(h, "/") || strings.ContainsRune(h, 0)) {
+		v.addf("hooks.on_move", "hook %q must be an absolute path", h)
+	}
 }
 
 // CheckSocketPath checks a unix socket path of the control API: absolute,
@@ -645,5 +668,6 @@ func (c *Config) numbers() []number {
 		count("steering.table", "Steering.Table", "table", int64(s.Table), 1, math.MaxUint32),
 		count("steering.rule_priority.min", "Steering.RulePriorityMin", "rule priority", int64(s.RulePriorityMin), MinRulePriority, MaxRulePriority),
 		count("steering.rule_priority.max", "Steering.RulePriorityMax", "rule priority", int64(s.RulePriorityMax), MinRulePriority, MaxRulePriority),
+		dur("hooks.timeout", "Hooks.Timeout", "hook timeout", c.Hooks.Timeout, MinHookTimeout, MaxHookTimeout),
 	)
 }

@@ -458,6 +458,26 @@ func (d *decoder) addrPort(n *yaml.Node, field string, dst *netip.AddrPort) {
 	*dst = ap
 }
 
+// listenAddr is addrPort that also takes ":PORT" (every address, as
+// Prometheus exporters accept it): stored as [::]:PORT, which Go listens on
+// for IPv4 and IPv6.
+func (d *decoder) listenAddr(n *yaml.Node, field string, dst *netip.AddrPort) {
+	s, ok := d.scalar(n, field)
+	if !ok {
+		return
+	}
+	if p, ok := strings.CutPrefix(s, ":"); ok {
+		port, err := strconv.ParseUint(p, 10, 16)
+		if err != nil || port == 0 {
+			d.addf(n, field, "bad address %q (want ip:port, [ipv6]:port or :port)", s)
+			return
+		}
+		*dst = netip.AddrPortFrom(netip.IPv6Unspecified(), uint16(port))
+		return
+	}
+	d.addrPort(n, field, dst)
+}
+
 func (d *decoder) config(n *yaml.Node, c *Config) {
 	d.mapping(n, "", map[string]func(*yaml.Node, string){
 		"uplinks": func(v *yaml.Node, f string) {
@@ -478,12 +498,18 @@ func (d *decoder) config(n *yaml.Node, c *Config) {
 		},
 		"metrics": func(v *yaml.Node, f string) {
 			d.mapping(v, f, map[string]func(*yaml.Node, string){
-				"listen": func(v *yaml.Node, f string) { d.addrPort(v, f, &c.MetricsListen) },
+				"listen": func(v *yaml.Node, f string) { d.listenAddr(v, f, &c.MetricsListen) },
 			})
 		},
 		"control": func(v *yaml.Node, f string) {
 			d.mapping(v, f, map[string]func(*yaml.Node, string){
 				"socket": func(v *yaml.Node, f string) { d.str(v, f, &c.ControlSocket) },
+			})
+		},
+		"hooks": func(v *yaml.Node, f string) {
+			d.mapping(v, f, map[string]func(*yaml.Node, string){
+				"on_move": func(v *yaml.Node, f string) { d.str(v, f, &c.Hooks.OnMove) },
+				"timeout": func(v *yaml.Node, f string) { d.duration(v, f, &c.Hooks.Timeout) },
 			})
 		},
 	})

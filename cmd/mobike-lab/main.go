@@ -23,7 +23,8 @@ import (
 const usage = `usage: mobike-lab COMMAND [flags]
 
 commands:
-  up [--nat-b] [--dpd 5s] [--controller] [--no-sa]   build the lab, start charons, establish the SA
+  up [--nat-b] [--dpd 5s] [--controller [--charon-defaults] [--mobiked BIN]] [--no-sa]
+                                                     build the lab, start charons, establish the SA
   down                                               remove everything the lab made
   status [--json]                                    namespaces, charons, SAs
   impair --path a|b|gw1|gw2 (--blackhole | --drop-ike | --loss PCT | --link-down | --link-up | --nat on|off | --restore)
@@ -109,14 +110,29 @@ func cmdUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	dpd := fs.Duration("dpd", 30*time.Second, "charon dpd_delay on mn")
 	ctrl := fs.Bool("controller", false, "give charon mobiked's settings and run mobiked in mn")
 	noSA := fs.Bool("no-sa", false, "do not establish the SA")
+	defaults := fs.Bool("charon-defaults", false, "with --controller: run mn's charon without mobiked's settings (mobikectl doctor must name them)")
+	bin := fs.String("mobiked", "", "with --controller: the mobiked binary to run (default: next to mobike-lab, then $PATH), e.g. a packaged /usr/sbin/mobiked")
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	if (*defaults || *bin != "") && !*ctrl {
+		return usageError{errors.New("--charon-defaults and --mobiked need --controller")}
 	}
 	o := lab.Options{Name: *name, NATB: *natB, DPD: *dpd, NoSA: *noSA, Log: stdout}
 	if *ctrl {
 		o.Controller = true
+		o.CharonDefaults = *defaults
 		o.ControllerConf = deploy.MobikedConf
-		o.StartController = startMobiked
+		o.StartController = func(ctx context.Context, l *lab.Lab) (int, error) {
+			b := *bin
+			if b == "" {
+				var err error
+				if b, err = mobikedBin(); err != nil {
+					return 0, err
+				}
+			}
+			return l.StartMobiked(ctx, b, "")
+		}
 	}
 	l, err := lab.Up(ctx, o)
 	if err != nil {

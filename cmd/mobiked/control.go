@@ -207,7 +207,7 @@ func (d *daemon) serveControl(ctx context.Context) (*http.Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	return d.serveHTTP("control API", d.controlMux(ctx), ln), nil
+	return d.serveHTTP("control API", d.controlMux(ctx), ln, nil), nil
 }
 
 // controlMux is the control API's handler.
@@ -289,6 +289,9 @@ func (d *daemon) controlMux(ctx context.Context) http.Handler {
 		}
 		writeJSON(w, http.StatusOK, struct{}{})
 	})
+	mux.HandleFunc("GET /v1/doctor", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, d.doctor(r.Context()))
+	})
 	mux.HandleFunc("GET /v1/events", func(w http.ResponseWriter, r *http.Request) {
 		hist, ch, cancel := d.trace.subscribe(100)
 		defer cancel()
@@ -327,12 +330,16 @@ func (d *daemon) controlMux(ctx context.Context) http.Handler {
 
 // serveHTTP serves h on ln in the background (the control API and the
 // metrics listener) with httpserve's limits: read, write and idle timeouts,
-// at most 64 connections at once.
-func (d *daemon) serveHTTP(name string, h http.Handler, ln net.Listener) *http.Server {
+// at most 64 connections at once. serve runs the server (nil: srv.Serve; the
+// metrics listener passes exporter-toolkit's web.Serve).
+func (d *daemon) serveHTTP(name string, h http.Handler, ln net.Listener, serve func(net.Listener, *http.Server) error) *http.Server {
 	srv := &http.Server{Handler: h, ErrorLog: slog.NewLogLogger(d.log.Handler(), slog.LevelDebug)}
 	ln = httpserve.Harden(srv, ln, httpserve.DefaultLimits())
+	if serve == nil {
+		serve = func(ln net.Listener, srv *http.Server) error { return srv.Serve(ln) }
+	}
 	go func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := serve(ln, srv); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			d.log.Error(name+" stopped", "err", err)
 		}
 	}()

@@ -47,6 +47,13 @@ type daemon struct {
 	uplinksKey string
 	// loop: detection times of forced steers, for the failover histogram.
 	forcedAt map[string]time.Time
+	// loop: the config file in force ("" = zero-config).
+	configPath string
+	// hooks runs the operator's programs (on_move) off the loop.
+	hooks *hookRunner
+	// loop: the last steer requested per connection (from, cause), for the
+	// on_move hook of its confirmation.
+	steers map[string]mobike.SteerRequested
 }
 
 // steerOptions lays out the steerer's tables and rule priorities from the
@@ -86,7 +93,9 @@ func probeProfiles(cfg *policy.Config) probe.Profiles {
 }
 
 func newDaemon(f flags, cfg *policy.Config, log *slog.Logger) (*daemon, error) {
-	d := &daemon{f: f, cfg: cfg, log: log, trace: newTraceRing(4096), forcedAt: map[string]time.Time{}}
+	d := &daemon{f: f, cfg: cfg, log: log, trace: newTraceRing(4096), forcedAt: map[string]time.Time{},
+		configPath: f.config, steers: map[string]mobike.SteerRequested{}}
+	d.hooks = newHookRunner(log.With("component", "hook"), cfg.Hooks)
 	var err error
 	so := steerOptions(cfg, log)
 	d.steerer, err = steer.New(so)
@@ -143,6 +152,7 @@ func (d *daemon) run(ctx context.Context) error {
 			}
 		}()
 	}
+	goRun("hooks", d.hooks.run)
 	goRun("monitor", d.mon.Run)
 	goRun("vici", d.charon.Run)
 	if d.reflector != nil {
@@ -178,9 +188,12 @@ func (d *daemon) run(ctx context.Context) error {
 			}
 		}
 	}()
-	d.log.Info("started", "vici", d.f.viciSocket, "control", d.cfg.ControlSocket)
+	d.log.Info("started", "vici", d.f.viciSocket, "control", d.cfg.ControlSocket, "config", configName(d.f.config))
 	lerr := make(chan error, 1)
 	go func() { lerr <- d.loop.Run(ctx) }()
+	d.notifyReady()
+	go d.watchdog(ctx)
+	defer d.notifyStopping()
 	select {
 	case err = <-errc:
 		cancel()
@@ -193,11 +206,23 @@ func (d *daemon) run(ctx context.Context) error {
 	return err
 }
 
+func configName(path string) string {
+	if path == "" {
+		return "none (zero-config)"
+	}
+	return path
+}
+
 // reload re-reads the config on SIGHUP; a bad file keeps the old config.
+// Running zero-config, it picks up DefaultConfig once that file exists (the
+// hooks and policy, not what needs a restart).
 func (d *daemon) reload(ctx context.Context) {
 	if d.f.config == "" {
-		d.log.Info("reload: no config file (zero-config)")
-		return
+		if _, err := os.Stat(DefaultConfig); err != nil {
+			d.log.Info("reload: no config file (zero-config)")
+			return
+		}
+		d.f.config = DefaultConfig
 	}
 	cfg, err := configure(d.f)
 	if err != nil {
@@ -212,6 +237,8 @@ func (d *daemon) reload(ctx context.Context) {
 			}
 		}
 		d.cfg = cfg
+		d.configPath = d.f.config
+		d.hooks.configure(cfg.Hooks)
 		d.loop.Step(ctx, mobike.EvConfig{Policy: cfg.Settings()})
 		d.log.Info("reloaded config", "changes", len(changes))
 	})
@@ -268,6 +295,7 @@ func (d *daemon) observe(now time.Time, ev mobike.Event, _ []mobike.Action) {
 		}
 		d.trace.add(control.Event{At: now, Kind: kind, Text: text})
 		d.metrics.observe(now, o, d)
+		d.hookObserve(now, o)
 		d.log.Info(kind, "trace", text)
 	}
 }

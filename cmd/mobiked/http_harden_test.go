@@ -33,13 +33,14 @@ func TestHTTPServersIdleAndConnLimit(t *testing.T) {
 				ctx, cancel := context.WithCancel(context.Background())
 				defer cancel()
 				d := &daemon{trace: newTraceRing(4), log: slog.New(slog.DiscardHandler)}
-				var h http.Handler = metrics.Handler(prometheus.NewRegistry(), func() error { return nil })
-				path := "/metrics"
-				if name == "control" {
-					h, path = d.controlMux(ctx), "/v1/nothing" // a 404 keeps the connection too
-				}
 				ln := httpservetest.NewPipeListener()
-				srv := d.serveHTTP(name, h, ln)
+				// the metrics listener as serveMetrics runs it: exporter-toolkit's web.Serve
+				var h http.Handler = metrics.Handler(prometheus.NewRegistry(), func() error { return nil })
+				path, serve := "/metrics", d.webServe(ln)
+				if name == "control" {
+					h, path, serve = d.controlMux(ctx), "/v1/nothing", nil // a 404 keeps the connection too
+				}
+				srv := d.serveHTTP(name, h, ln, serve)
 				var served, closedByServer atomic.Int64
 				for range clients {
 					go func() {
@@ -98,7 +99,7 @@ func TestEventsStreamWriteDeadline(t *testing.T) {
 		defer cancel()
 		d := &daemon{trace: newTraceRing(16), log: slog.New(slog.DiscardHandler)}
 		ln := httpservetest.NewPipeListener()
-		srv := d.serveHTTP("control", d.controlMux(ctx), ln)
+		srv := d.serveHTTP("control", d.controlMux(ctx), ln, nil)
 		defer func() { srv.Close(); ln.Close() }()
 		open := func() (*bufio.Reader, func()) {
 			c, err := ln.Dial(ctx)

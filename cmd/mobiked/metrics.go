@@ -17,6 +17,10 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/exporter-toolkit/web"
+
+	"github.com/mobiked/mobiked/cmd/internal/buildinfo"
 
 	"github.com/mobiked/mobiked/mobike"
 	"github.com/mobiked/mobiked/monitor/metrics"
@@ -170,37 +174,83 @@ func (dm *daemonMetrics) MetricsSnapshot() metrics.Snapshot {
 	return dm.snap
 }
 
-// serveMetrics starts the Prometheus listener (/metrics, /healthz).
+// listenNetwork is the address net.Listen gets for a metrics listen address:
+// [::]:PORT (from ":PORT") listens on every address of both families.
+func listenAddress(addr netip.AddrPort) string {
+	if addr.Addr() == netip.IPv6Unspecified() {
+		return fmt.Sprintf(":%d", addr.Port())
+	}
+	return addr.String()
+}
+
+// serveMetrics starts the Prometheus listener through the exporter toolkit
+// (TLS and basic auth from --web.config.file): a landing page at /, /metrics
+// (mobiked's families plus the Go and process collectors), /livez (the
+// decision loop answers; independent of charon), /readyz and /healthz
+// (charon's VICI is up).
 func (d *daemon) serveMetrics(ctx context.Context, addr netip.AddrPort) (*http.Server, error) {
 	dm := d.metrics
 	dm.reg = prometheus.NewRegistry()
-	m, err := metrics.New(dm.reg, dm, metrics.Options{Build: metrics.BuildInfo{Version: version}})
+	bi := buildinfo.Read()
+	m, err := metrics.New(dm.reg, dm, metrics.Options{Build: metrics.BuildInfo{Version: bi.Version, Revision: bi.Revision, GoVersion: bi.GoVersion}})
 	if err != nil {
 		return nil, fmt.Errorf("metrics: %w", err)
 	}
+	if err := dm.reg.Register(collectors.NewGoCollector()); err != nil {
+		return nil, fmt.Errorf("metrics: go collector: %w", err)
+	}
+	if err := dm.reg.Register(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})); err != nil {
+		return nil, fmt.Errorf("metrics: process collector: %w", err)
+	}
 	dm.m = m
-	ln, err := net.Listen("tcp", addr.String())
+	ln, err := net.Listen("tcp", listenAddress(addr))
 	if err != nil {
 		return nil, fmt.Errorf("metrics: listen %s: %w", addr, err)
 	}
-	health := func() error {
+	ready := func() error {
 		if !dm.viciUp.Load() {
 			return errors.New("vici down")
 		}
 		return nil
 	}
-	var handler http.Handler = metrics.Handler(dm.reg, health)
+	mux := http.NewServeMux()
+	mh := metrics.Handler(dm.reg, ready)
+	mux.Handle("GET /metrics", mh)
+	mux.Handle("GET /healthz", mh)
+	mux.Handle("GET /readyz", rewrite("/healthz", mh))
+	mux.HandleFunc("GET /livez", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if err := d.alive(r.Context()); err != nil {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = fmt.Fprintf(w, "%v\n", err)
+			return
+		}
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	landing, err := web.NewLandingPage(web.LandingConfig{
+		Name:        "mobiked",
+		Description: "MOBIKE path controller for strongSwan",
+		Version:     bi.String(),
+		Links: []web.LandingLinks{
+			{Address: "metrics", Text: "Metrics"},
+			{Address: "livez", Text: "Liveness", Description: "the decision loop answers (independent of charon)"},
+			{Address: "readyz", Text: "Readiness", Description: "charon's VICI is up"},
+		},
+	})
+	if err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("metrics: landing page: %w", err)
+	}
+	mux.Handle("/", landing)
+	var handler http.Handler = mux
 	if os.Getenv("MOBIKED_DEBUG_PPROF") == "1" {
 		// Debug knob, not configuration: Go's profiler on the metrics
 		// listener (loopback by default), e.g. for heap profiles at scale.
-		mux := http.NewServeMux()
-		mux.Handle("/", handler)
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
 		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-		handler = mux
 		d.log.Warn("profiler enabled on the metrics listener", "addr", addr.String())
 	}
-	srv := d.serveHTTP("metrics listener", handler, ln)
+	srv := d.serveHTTP("metrics listener", handler, ln, d.webServe(ln))
 	// Refresh the scrape snapshot every second from the loop.
 	go func() {
 		t := time.NewTicker(time.Second)
@@ -217,7 +267,33 @@ func (d *daemon) serveMetrics(ctx context.Context, addr netip.AddrPort) (*http.S
 	return srv, nil
 }
 
-const version = "0.1.0-dev"
+// webServe serves the metrics listener through exporter-toolkit (TLS and
+// basic auth from --web.config.file).
+func (d *daemon) webServe(ln net.Listener) func(net.Listener, *http.Server) error {
+	webFlags := &web.FlagConfig{WebListenAddresses: &[]string{ln.Addr().String()}, WebConfigFile: &d.f.webConfig}
+	wlog := d.log.With("component", "metrics-listener")
+	return func(l net.Listener, srv *http.Server) error { return web.Serve(l, srv, webFlags, wlog) }
+}
+
+// rewrite serves h as if the request were for path.
+func rewrite(path string, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r2 := r.Clone(r.Context())
+		r2.URL.Path = path
+		h.ServeHTTP(w, r2)
+	})
+}
+
+// alive reports whether the decision loop answers within a second: the
+// liveness of mobiked itself, whatever charon does.
+func (d *daemon) alive(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	if err := d.loop.Do(ctx, func() {}); err != nil {
+		return fmt.Errorf("decision loop does not answer: %w", err)
+	}
+	return nil
+}
 
 // probeTotals are cumulative probe counts of one uplink.
 type probeTotals struct{ sent, lost, bytes uint64 }

@@ -20,7 +20,7 @@
 //     peer addresses each: 12 pairs, 96 series.
 //   - SA series: one per (conn, uplink) pair in use, not per SA:
 //     10 000 SAs of 50 connections over 3 uplinks are at most 150 series of
-//     mobike_sa_uplink_info. Per-connection preference: 2·C series.
+//     mobike_sa_uplink_info (and of mobike_sas). Per-connection preference: 2·C series.
 //   - probe counters: 3·U; steer counters: len(reasons) + len(failure
 //     reasons); the failover histogram: len(buckets)+2 = 12.
 //
@@ -164,7 +164,8 @@ func Catalog() []Metric {
 		{"mobike_probe_sent_total", "counter", []string{"uplink"}, "Path probes sent, per uplink."},
 		{"mobike_probe_lost_total", "counter", []string{"uplink"}, "Path probes that got no valid reply in time, per uplink."},
 		{"mobike_probe_bytes_total", "counter", []string{"uplink"}, "Bytes of path probes sent, per uplink (IP payload)."},
-		{"mobike_sa_uplink_info", "gauge", []string{"conn", "uplink"}, "Number of IKE_SAs of a connection whose local address is on an uplink (uplink \"none\" when no uplink matches)."},
+		{"mobike_sa_uplink_info", "gauge", []string{"conn", "uplink"}, "Which uplinks carry IKE_SAs of a connection (uplink \"none\" when an SA's local address is on no uplink); the value is always 1."},
+		{"mobike_sas", "gauge", []string{"conn", "uplink"}, "Number of IKE_SAs of a connection whose local address is on an uplink (uplink \"none\" when no uplink matches)."},
 		{"mobike_conn_preferred_uplink_info", "gauge", []string{"conn", "uplink"}, "The uplink of a steered connection's best-ranked pair; the value is always 1."},
 		{"mobike_conn_on_preferred_uplink", "gauge", []string{"conn"}, "Whether a steered connection's SAs are on its preferred uplink (1) or not (0)."},
 		{"mobike_steer_total", "counter", []string{"reason"}, "Steers (moves of a connection to another pair) started, by reason."},
@@ -307,9 +308,9 @@ type stateCollector struct {
 	src   Source
 	build BuildInfo
 
-	buildInfo, viciUp                        *prometheus.Desc
-	pathUp, pathState, pathRTT, pathLoss     *prometheus.Desc
-	saUplink, connPreferred, connOnPreferred *prometheus.Desc
+	buildInfo, viciUp                             *prometheus.Desc
+	pathUp, pathState, pathRTT, pathLoss          *prometheus.Desc
+	saUplink, sas, connPreferred, connOnPreferred *prometheus.Desc
 
 	mu sync.Mutex // serialises scrapes: Source snapshots can be costly
 }
@@ -329,6 +330,7 @@ func newStateCollector(src Source, b BuildInfo) *stateCollector {
 		pathRTT:         desc("mobike_path_rtt_seconds", pair...),
 		pathLoss:        desc("mobike_path_loss_ratio", pair...),
 		saUplink:        desc("mobike_sa_uplink_info", "conn", "uplink"),
+		sas:             desc("mobike_sas", "conn", "uplink"),
 		connPreferred:   desc("mobike_conn_preferred_uplink_info", "conn", "uplink"),
 		connOnPreferred: desc("mobike_conn_on_preferred_uplink", "conn"),
 	}
@@ -337,7 +339,7 @@ func newStateCollector(src Source, b BuildInfo) *stateCollector {
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		c.buildInfo, c.viciUp, c.pathUp, c.pathState, c.pathRTT, c.pathLoss,
-		c.saUplink, c.connPreferred, c.connOnPreferred,
+		c.saUplink, c.sas, c.connPreferred, c.connOnPreferred,
 	} {
 		ch <- d
 	}
@@ -391,7 +393,8 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		counts[connUplink{sa.Conn, u}]++
 	}
 	for k, n := range counts {
-		ch <- prometheus.MustNewConstMetric(c.saUplink, gauge, float64(n), k.conn, k.uplink)
+		ch <- prometheus.MustNewConstMetric(c.saUplink, gauge, 1, k.conn, k.uplink)
+		ch <- prometheus.MustNewConstMetric(c.sas, gauge, float64(n), k.conn, k.uplink)
 	}
 
 	seenConn := map[string]bool{}

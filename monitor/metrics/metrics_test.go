@@ -213,7 +213,8 @@ func TestStateValues(t *testing.T) {
 		{"mobike_path_state", map[string]string{"uplink": "eth0", "peer": "0", "state": "down"}, 0},
 		{"mobike_path_rtt_seconds", map[string]string{"uplink": "wwan0", "peer": "0"}, 0.085},
 		{"mobike_path_loss_ratio", map[string]string{"uplink": "wwan0", "peer": "0"}, 0.15},
-		{"mobike_sa_uplink_info", map[string]string{"conn": "office", "uplink": "eth0"}, 2},
+		{"mobike_sa_uplink_info", map[string]string{"conn": "office", "uplink": "eth0"}, 1}, // an _info gauge is 1
+		{"mobike_sas", map[string]string{"conn": "office", "uplink": "eth0"}, 2},
 		{"mobike_sa_uplink_info", map[string]string{"conn": "roadwarrior", "uplink": "none"}, 1},
 		{"mobike_conn_on_preferred_uplink", map[string]string{"conn": "office"}, 1},
 		{"mobike_conn_on_preferred_uplink", map[string]string{"conn": "branch"}, 0},

@@ -99,6 +99,43 @@ type Event struct {
 	Text string    `json:"text"`
 }
 
+// CheckStatus is the verdict of one doctor check.
+type CheckStatus string
+
+// Check verdicts: a fail makes `mobikectl doctor` exit non-zero; a warning
+// is shown but is not a problem mobiked cannot work with.
+const (
+	CheckOK   CheckStatus = "ok"
+	CheckWarn CheckStatus = "warn"
+	CheckFail CheckStatus = "fail"
+)
+
+// Check is one line of `mobikectl doctor`.
+type Check struct {
+	Name   string      `json:"name"`   // e.g. "vici", "charon-settings", "conn lab"
+	Status CheckStatus `json:"status"` // ok, warn, fail
+	Detail string      `json:"detail"` // what was found
+	Hint   string      `json:"hint,omitempty"`
+}
+
+// Doctor is the result of `mobikectl doctor`: checks run inside mobiked, so
+// they see what the daemon sees (its namespace, charon's socket, the kernel's
+// rules and routes, its probe results).
+type Doctor struct {
+	At     time.Time `json:"at"`
+	Checks []Check   `json:"checks"`
+}
+
+// Failed reports whether any check failed.
+func (d Doctor) Failed() bool {
+	for _, c := range d.Checks {
+		if c.Status == CheckFail {
+			return true
+		}
+	}
+	return false
+}
+
 // Error is the body of a failed request.
 type Error struct {
 	Error string `json:"error"`
@@ -175,6 +212,12 @@ func (c *Client) Explain(ctx context.Context, conn string) (Explain, error) {
 // Prefer pins (or with an empty uplink, unpins) a connection.
 func (c *Client) Prefer(ctx context.Context, r PreferRequest) error {
 	return c.do(ctx, "POST", "/v1/prefer", r, nil)
+}
+
+// Doctor runs mobiked's self-checks.
+func (c *Client) Doctor(ctx context.Context) (Doctor, error) {
+	var d Doctor
+	return d, c.do(ctx, "GET", "/v1/doctor", nil, &d)
 }
 
 // Events streams the decision trace until ctx ends; fn gets each event.

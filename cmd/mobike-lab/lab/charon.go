@@ -9,6 +9,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/mobiked/mobiked/deploy"
 )
 
 // PSK is the lab's pre-shared key (lab only).
@@ -77,9 +79,12 @@ func checkPlugins() error {
 		ErrNoStrongSwan, strings.Join(missing, ", "), strings.Join(pkgs, ", "))
 }
 
-func (l *Lab) strongswanConf(node string, controllerConf string) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, `# mobike-lab %s: charon in namespace %s (generated)
+// strongswanConf is node's strongswan.conf, laid out as Debian 12's: charon's
+// section with strongswan.d/charon/*.conf included inside charon.plugins, and
+// strongswan.d/*.conf included at the top level, where the docs tell users to
+// put mobiked's settings (deploy.CharonConfPath).
+func (l *Lab) strongswanConf(node string) string {
+	return fmt.Sprintf(`# mobike-lab %s: charon in namespace %s (generated; Debian 12's layout)
 charon {
   load = %s
   install_virtual_ip = yes
@@ -97,18 +102,16 @@ charon {
     vici {
       socket = unix://%s
     }
+    include strongswan.d/charon/*.conf
   }
 }
+
+include strongswan.d/*.conf
+
 swanctl {
   socket = unix://%s
 }
 `, l.Name, l.NS(node), charonPlugins, l.CharonLog(node), l.VICISocket(node), l.VICISocket(node))
-	if controllerConf != "" && node == "mn" {
-		b.WriteString("\n# settings mobiked needs (deploy/strongswan.d/mobiked.conf)\n")
-		b.WriteString(controllerConf)
-		b.WriteString("\n")
-	}
-	return b.String()
 }
 
 func (l *Lab) swanctlConf(node string, o Options) string {
@@ -211,20 +214,30 @@ secrets {
 	return b.String()
 }
 
-// writeConfigs writes each charon node's strongswan.conf and swanctl.conf into
-// /etc/netns/NS/, where `ip netns exec` bind-mounts them over /etc.
+// writeConfigs writes each charon node's strongswan.conf, strongswan.d/ and
+// swanctl.conf into /etc/netns/NS/, where `ip netns exec` bind-mounts them
+// over /etc. In controller mode mn's charon gets mobiked's settings exactly
+// as the docs install them: the file at deploy.CharonConfPath (unless
+// CharonDefaults).
 func (l *Lab) writeConfigs(o Options) error {
-	ctrl := ""
-	if o.Controller {
-		ctrl = o.ControllerConf
-	}
 	for _, node := range []string{"mn", "gw"} {
 		etc := filepath.Join("/etc/netns", l.NS(node))
-		if err := os.MkdirAll(filepath.Join(etc, "swanctl"), 0o755); err != nil {
+		for _, dir := range []string{"swanctl", "strongswan.d/charon"} {
+			if err := os.MkdirAll(filepath.Join(etc, dir), 0o755); err != nil {
+				return fmt.Errorf("lab: %w", err)
+			}
+		}
+		if err := os.WriteFile(filepath.Join(etc, "strongswan.conf"), []byte(l.strongswanConf(node)), 0o644); err != nil {
 			return fmt.Errorf("lab: %w", err)
 		}
-		if err := os.WriteFile(filepath.Join(etc, "strongswan.conf"), []byte(l.strongswanConf(node, ctrl)), 0o644); err != nil {
-			return fmt.Errorf("lab: %w", err)
+		if node == "mn" && o.Controller && !o.CharonDefaults {
+			rel, ok := strings.CutPrefix(deploy.CharonConfPath, "/etc/")
+			if !ok {
+				return fmt.Errorf("lab: %s is not under /etc", deploy.CharonConfPath)
+			}
+			if err := os.WriteFile(filepath.Join(etc, rel), []byte(o.ControllerConf), 0o644); err != nil {
+				return fmt.Errorf("lab: %w", err)
+			}
 		}
 		if err := os.WriteFile(filepath.Join(etc, "swanctl", "swanctl.conf"), []byte(l.swanctlConf(node, o)), 0o600); err != nil {
 			return fmt.Errorf("lab: %w", err)

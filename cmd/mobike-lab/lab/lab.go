@@ -64,6 +64,9 @@ type Options struct {
 	DPD        time.Duration // mn's dpd_delay (0 = 30s)
 	Controller bool          // charon gets deploy/strongswan.d/mobiked.conf and mobiked runs in mn
 	NoSA       bool          // do not initiate the SA at the end of Up
+	// CharonDefaults leaves mobiked's settings out of mn's charon in
+	// Controller mode (mobiked still runs): what `mobikectl doctor` must catch.
+	CharonDefaults bool
 	// ControllerConf is the strongswan.conf snippet for Controller mode
 	// (normally deploy.MobikedConf). Required when Controller is set.
 	ControllerConf string
