@@ -52,7 +52,7 @@ build:
 # deploy TestDebPackage checks its layout.
 deb:
 	rm -rf $(DEB_BUILD) && mkdir -p $(DEB_BUILD) $(DEB_OUT)
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w $(LDFLAGS)" -o $(DEB_BUILD)/ ./cmd/mobiked ./cmd/mobikectl
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w $(LDFLAGS)" -o $(DEB_BUILD)/ ./cmd/mobiked ./cmd/mobikectl ./cmd/mobike-conform
 	$(DEB_BUILD)/mobikectl completion bash > $(DEB_BUILD)/mobikectl.bash
 	sed 's|@DEB_BUILD@|$(DEB_BUILD)|g' deploy/nfpm.yaml > $(DEB_BUILD)/nfpm.yaml
 	VERSION="$(VERSION)" DEB_ARCH="$(DEB_ARCH)" \
@@ -64,13 +64,14 @@ deb:
 install: build
 	install -D -m 0755 $(BIN)/mobiked $(DESTDIR)$(PREFIX)/sbin/mobiked
 	install -D -m 0755 $(BIN)/mobikectl $(DESTDIR)$(PREFIX)/bin/mobikectl
+	install -D -m 0755 $(BIN)/mobike-conform $(DESTDIR)$(PREFIX)/bin/mobike-conform
 	install -d -m 0755 $(DESTDIR)$(UNITDIR) $(DESTDIR)$(PREFIX)/share/doc/mobiked/examples $(DESTDIR)/etc/strongswan.d
 	sed 's|/usr/sbin/mobiked|$(PREFIX)/sbin/mobiked|' deploy/systemd/mobiked.service > $(DESTDIR)$(UNITDIR)/mobiked.service
 	chmod 0644 $(DESTDIR)$(UNITDIR)/mobiked.service
 	[ -e $(DESTDIR)/etc/strongswan.d/mobiked.conf ] || install -m 0644 deploy/strongswan.d/mobiked.conf $(DESTDIR)/etc/strongswan.d/mobiked.conf
 	[ -e $(DESTDIR)/etc/mobiked/mobiked.yaml ] || install -D -m 0640 deploy/debian/mobiked.yaml $(DESTDIR)/etc/mobiked/mobiked.yaml
 	install -m 0644 deploy/mobiked.yaml $(DESTDIR)$(PREFIX)/share/doc/mobiked/examples/mobiked.yaml
-	install -m 0644 README.md docs/deploy.md deploy/METRICS.md LICENSE $(DESTDIR)$(PREFIX)/share/doc/mobiked/
+	install -m 0644 README.md docs/deploy.md docs/conformance.md deploy/METRICS.md LICENSE $(DESTDIR)$(PREFIX)/share/doc/mobiked/
 	@echo "installed; next: restart charon, then systemctl daemon-reload && systemctl enable --now mobiked && mobikectl doctor"
 
 vet:

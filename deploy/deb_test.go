@@ -74,6 +74,7 @@ func TestDebPackage(t *testing.T) {
 	want := map[string]string{
 		"./usr/sbin/mobiked":                                 "-rwxr-xr-x",
 		"./usr/bin/mobikectl":                                "-rwxr-xr-x",
+		"./usr/bin/mobike-conform":                           "-rwxr-xr-x",
 		"./lib/systemd/system/mobiked.service":               "-rw-r--r--",
 		"." + deploy.CharonConfPath:                          "-rw-r--r--",
 		"./etc/mobiked/mobiked.yaml":                         "-rw-r-----",
@@ -81,6 +82,7 @@ func TestDebPackage(t *testing.T) {
 		"./usr/share/doc/mobiked/README.md":                  "-rw-r--r--",
 		"./usr/share/doc/mobiked/deploy.md":                  "-rw-r--r--",
 		"./usr/share/doc/mobiked/METRICS.md":                 "-rw-r--r--",
+		"./usr/share/doc/mobiked/conformance.md":             "-rw-r--r--",
 		"./usr/share/doc/mobiked/examples/mobiked.yaml":      "-rw-r--r--",
 		"./usr/share/bash-completion/completions/mobikectl":  "-rw-r--r--",
 		"./usr/share/mobiked/grafana/mobiked-dashboard.json": "-rw-r--r--",
@@ -126,7 +128,7 @@ func TestDebPackage(t *testing.T) {
 	runOut(t, "", "dpkg", "-x", deb, sroot)
 	mobiked := filepath.Join(sroot, "usr/sbin/mobiked")
 	mobikectl := filepath.Join(sroot, "usr/bin/mobikectl")
-	for _, bin := range []string{mobiked, mobikectl} {
+	for _, bin := range []string{mobiked, mobikectl, filepath.Join(sroot, "usr/bin/mobike-conform")} {
 		v := runOut(t, "", bin, "--version")
 		if !strings.Contains(v, ver[1]) || !strings.Contains(v, "revision "+rev[:12]) {
 			t.Errorf("%s --version = %q, want version %s and revision %s", filepath.Base(bin), v, ver[1], rev[:12])

@@ -70,13 +70,34 @@ type Controller struct {
 	sas      map[uint32]*saState
 	charonUp bool
 
-	rankCache map[rankKey]*rankResult
-	peerSets  map[string]int // interned peer-set keys
-	anyDirty  bool           // some conn.dirty is set
-	decided   bool           // decide ran: recompute the deadline
-	acts      []Action
-	trace     []Observation
-	deadline  time.Time
+	groups     []*group // steering groups, by key
+	groupByKey map[string]*group
+	groupsDirt bool // group membership must be recomputed
+
+	// The routing state: recomputed when routingDirt, emitted (ActRouting)
+	// when it differs from desired and the core is ready (netSeen and
+	// saListSeen since charon came up).
+	routingDirt bool
+	netSeen     bool
+	saListSeen  bool
+	gen         uint64
+	desired     Desired
+	routingAct  *ActRouting // emitted by this Step
+
+	rankCache   map[rankKey]*rankResult
+	peerSets    map[string]*peerSet // interned peer-set keys, reference counted
+	nextPeerSet uint64
+	evals       uint64 // group evaluations so far (conn.steeredAt)
+	anyDirty    bool   // some group is dirty
+	decided     bool   // decide ran: recompute the deadline
+	acts        []Action
+	trace       []Observation
+	deadline    time.Time
+}
+
+type peerSet struct {
+	id   uint64
+	refs int
 }
 
 type localAddr struct {
@@ -88,43 +109,52 @@ type localAddr struct {
 type saState struct {
 	sa   SA
 	pair Pair
+	// visited are the remote addresses this SA has been on: each is a
+	// learned peer address of its connection until the SA goes away.
+	visited []netip.Addr
 }
 
-// conn is one steering group: a charon connection and all its SAs.
+// conn is one charon connection and its SAs. Connections whose peer address
+// sets overlap form a steering group (group.go), which decides for all of
+// them.
 type conn struct {
 	name     string
 	pol      policy.ConnPolicy
 	explicit bool // pol comes from Settings.Conns (not the default)
+	order    int  // place in Settings.Conns (unlisted: after all listed)
 
 	remoteAddrs []netip.Addr // charon's remote_addrs (EvConns)
-	learned     []netip.Addr // from SAs and ike-updates
-	peers       []netip.Addr // sorted union with pol.ExtraPeers
-	peersID     int          // interned peers (equal sets, equal IDs)
-	sas         []uint32     // sorted
+	// learned are the remote addresses SAs of the connection are or have
+	// been on, each with those SAs' IDs: an address is dropped with its
+	// last SA (bounded memory on responders with road-warrior clients).
+	learned  map[netip.Addr][]uint32
+	peers    []netip.Addr // sorted union of remoteAddrs, pol.ExtraPeers, learned
+	peersKey string       // interned peers (equal sets, equal IDs)
+	peersID  uint64
+	sas      []uint32 // sorted
 
-	dirty    bool
-	deadline time.Time
-	decision string
-
-	pending      *pendingSteer
-	failures     int
-	backoffUntil time.Time
-	moves        []time.Time // steer times within the move window
-	hold         holdKey
-	budgetNoted  time.Time // Until of the last MoveBudgetExhausted
-	alerts       map[string]bool
-	natExcluded  map[Pair]bool
+	group       *group // nil when not live (not loaded in charon, no SA)
+	steeredAt   uint64 // Controller.evals of the last evaluation that found it steered
+	conflict    string // why the group's pair breaks this connection's policy ("" = it does not)
+	natExcluded map[Pair]bool
 
 	prefer      string
 	preferUntil time.Time
 }
 
+// live reports whether the connection takes part in steering: charon has it
+// loaded with remote addresses, or it has SAs.
+func (cn *conn) live() bool { return len(cn.remoteAddrs) > 0 || len(cn.sas) > 0 }
+
 type pendingSteer struct {
-	from, to Pair
-	peers    []netip.Addr // the connection's peer addresses at the steer
+	from     []Pair // the pairs the group's steerable SAs were on
+	to       Pair
+	peers    []netip.Addr // the group's peer addresses at the steer
 	at       time.Time
 	deadline time.Time
-	forced   bool
+	cause    SteerCause
+	gen      uint64 // routing generation that carried it (0: not yet emitted)
+	onTarget int    // steerable SAs on the target at the last deadline (progress)
 }
 
 type holdKey struct {
@@ -134,7 +164,7 @@ type holdKey struct {
 
 type rankKey struct {
 	pol   string
-	peers int
+	peers uint64
 	cur   Pair
 	pref  string
 }
@@ -153,8 +183,9 @@ func New(cfg Config) *Controller {
 		byRemote:   map[netip.Addr][]*pair{},
 		remotes:    map[netip.Addr][]*conn{},
 		conns:      map[string]*conn{},
-		peerSets:   map[string]int{},
+		peerSets:   map[string]*peerSet{},
 		sas:        map[uint32]*saState{},
+		groupByKey: map[string]*group{},
 		charonUp:   true,
 	}
 	if c.ranker == nil {
@@ -214,8 +245,8 @@ func (c *Controller) Step(now time.Time, ev Event) []Action {
 		c.onCharon(ev.Up)
 	case EvConns:
 		c.onConns(ev.Conns)
-	case EvSteerApplied:
-		c.onSteerApplied(ev)
+	case EvRoutingApplied:
+		c.onRoutingApplied(ev)
 	case EvConfig:
 		c.setPolicy(ev.Policy)
 		c.observe(ConfigApplied{})
@@ -227,7 +258,11 @@ func (c *Controller) Step(now time.Time, ev Event) []Action {
 	if c.pairsDirt {
 		c.syncPairs()
 	}
+	if c.groupsDirt {
+		c.syncGroups()
+	}
 	c.decide()
+	c.updateRouting()
 	return c.flush()
 }
 
@@ -249,7 +284,11 @@ func (c *Controller) setPolicy(s policy.Settings) {
 
 func (c *Controller) applyConnPolicy(cn *conn) {
 	cn.pol = c.pol.Conn(cn.name)
-	cn.explicit = slices.ContainsFunc(c.pol.Conns, func(p policy.ConnPolicy) bool { return p.Name == cn.name })
+	cn.order = slices.IndexFunc(c.pol.Conns, func(p policy.ConnPolicy) bool { return p.Name == cn.name })
+	cn.explicit = cn.order >= 0
+	if !cn.explicit {
+		cn.order = len(c.pol.Conns)
+	}
 	c.recomputePeers(cn)
 }
 
@@ -279,17 +318,22 @@ func (c *Controller) slaMask(p *pair) uint64 {
 	return m
 }
 
+// markDirty asks for the connection's group to be evaluated in this Step
+// (groups rebuilt in this Step are evaluated anyway).
 func (c *Controller) markDirty(cn *conn) {
-	cn.dirty = true
+	if cn.group != nil {
+		cn.group.dirty = true
+	}
 	c.anyDirty = true
 }
 
 func (c *Controller) markAllDirty() {
-	for _, cn := range c.connList {
-		cn.dirty = true
+	for _, g := range c.groups {
+		g.dirty = true
 	}
 	c.anyDirty = true
 	c.activeOK = false
+	c.routingDirt = true
 }
 
 // ---- connections and peers ----
@@ -298,8 +342,8 @@ func (c *Controller) conn(name string) *conn {
 	if cn, ok := c.conns[name]; ok {
 		return cn
 	}
-	cn := &conn{name: name, alerts: map[string]bool{}, natExcluded: map[Pair]bool{}}
-	c.markDirty(cn)
+	cn := &conn{name: name, natExcluded: map[Pair]bool{}, learned: map[netip.Addr][]uint32{}}
+	c.anyDirty = true
 	c.conns[name] = cn
 	i, _ := slices.BinarySearchFunc(c.connList, name, func(x *conn, n string) int { return strings.Compare(x.name, n) })
 	c.connList = slices.Insert(c.connList, i, cn)
@@ -309,17 +353,21 @@ func (c *Controller) conn(name string) *conn {
 
 // gcConn forgets a connection nobody refers to any more.
 func (c *Controller) gcConn(cn *conn) {
-	if len(cn.sas) > 0 || len(cn.remoteAddrs) > 0 || cn.explicit || cn.prefer != "" {
+	if cn.live() || cn.explicit || cn.prefer != "" {
 		return
 	}
 	delete(c.conns, cn.name)
 	c.connList = slices.DeleteFunc(c.connList, func(x *conn) bool { return x == cn })
+	c.releasePeerSet(cn.peersKey)
+	cn.peersKey = ""
 	c.rebuildRemotes()
 }
 
-func (c *Controller) recomputePeers(cn *conn) {
-	var ps []netip.Addr
-	for _, set := range [][]netip.Addr{cn.remoteAddrs, cn.pol.ExtraPeers, cn.learned} {
+// recomputePeers recomputes cn's peer addresses and reports whether they
+// changed.
+func (c *Controller) recomputePeers(cn *conn) bool {
+	ps := make([]netip.Addr, 0, len(cn.remoteAddrs)+len(cn.pol.ExtraPeers)+len(cn.learned))
+	for _, set := range [][]netip.Addr{cn.remoteAddrs, cn.pol.ExtraPeers} {
 		for _, a := range set {
 			a = a.Unmap()
 			if validPeer(a) {
@@ -327,25 +375,46 @@ func (c *Controller) recomputePeers(cn *conn) {
 			}
 		}
 	}
+	for a := range cn.learned {
+		ps = append(ps, a)
+	}
 	slices.SortFunc(ps, netip.Addr.Compare)
 	ps = slices.Compact(ps)
-	if slices.Equal(ps, cn.peers) {
-		return
+	if slices.Equal(ps, cn.peers) && cn.peersKey != "" {
+		return false
 	}
 	cn.peers = ps
 	var b strings.Builder
+	b.WriteByte('|')
 	for _, a := range ps {
 		b.WriteString(a.String())
 		b.WriteByte(',')
 	}
-	id, ok := c.peerSets[b.String()]
-	if !ok {
-		id = len(c.peerSets) + 1
-		c.peerSets[b.String()] = id
+	key := b.String()
+	if key != cn.peersKey {
+		ps, ok := c.peerSets[key]
+		if !ok {
+			c.nextPeerSet++
+			ps = &peerSet{id: c.nextPeerSet}
+			c.peerSets[key] = ps
+		}
+		ps.refs++
+		c.releasePeerSet(cn.peersKey)
+		cn.peersKey, cn.peersID = key, ps.id
 	}
-	cn.peersID = id
 	c.markDirty(cn)
 	c.pairsDirt = true
+	c.groupsDirt = true
+	return true
+}
+
+// releasePeerSet drops one reference to an interned peer set.
+func (c *Controller) releasePeerSet(key string) {
+	if ps, ok := c.peerSets[key]; ok {
+		if ps.refs--; ps.refs <= 0 {
+			delete(c.peerSets, key)
+		}
+	}
 }
 
 // knows reports whether a is already a peer address of cn.
@@ -354,15 +423,44 @@ func (cn *conn) knows(a netip.Addr) bool {
 	return ok
 }
 
-func (c *Controller) learnPeer(cn *conn, a netip.Addr) {
+// learnPeer records that SA s of cn is on remote address a: a is a peer
+// address of cn until s goes away.
+func (c *Controller) learnPeer(cn *conn, s *saState, a netip.Addr) {
 	a = a.Unmap()
-	if !validPeer(a) || cn.knows(a) || slices.Contains(cn.learned, a) {
+	if !validPeer(a) || slices.Contains(s.visited, a) {
 		return
 	}
-	cn.learned = append(cn.learned, a)
-	c.observe(PeerLearned{Conn: cn.name, Addr: a})
-	c.recomputePeers(cn)
-	c.rebuildRemotes()
+	s.visited = append(s.visited, a)
+	_, had := cn.learned[a]
+	cn.learned[a] = append(cn.learned[a], s.sa.UniqueID)
+	if had {
+		return
+	}
+	if !cn.knows(a) {
+		c.observe(PeerLearned{Conn: cn.name, Addr: a})
+	}
+	if c.recomputePeers(cn) {
+		c.rebuildRemotes()
+	}
+}
+
+// forgetSA drops what SA s taught cn: an address no other SA is or was on
+// stops being a peer address.
+func (c *Controller) forgetSA(cn *conn, s *saState) {
+	changed := false
+	for _, a := range s.visited {
+		ids := slices.DeleteFunc(cn.learned[a], func(id uint32) bool { return id == s.sa.UniqueID })
+		if len(ids) == 0 {
+			delete(cn.learned, a)
+			changed = true
+		} else {
+			cn.learned[a] = ids
+		}
+	}
+	s.visited = nil
+	if changed && c.recomputePeers(cn) {
+		c.rebuildRemotes()
+	}
 }
 
 func (c *Controller) rebuildRemotes() {
@@ -374,6 +472,7 @@ func (c *Controller) rebuildRemotes() {
 		}
 	}
 	c.pairsDirt = true
+	c.groupsDirt = true
 }
 
 func (c *Controller) onConns(conns []Conn) {
@@ -397,6 +496,7 @@ func (c *Controller) onConns(conns []Conn) {
 		}
 	}
 	c.rebuildRemotes()
+	c.routingDirt = true
 }
 
 func (c *Controller) onPrefer(ev EvPrefer) {
@@ -426,6 +526,7 @@ func (c *Controller) onNetState(ns NetState) {
 	}
 	c.recomputeLocals()
 	c.markAllDirty()
+	c.netSeen = true
 }
 
 // recomputeLocals derives the locally operational addresses (RFC 4621 §2).
@@ -474,13 +575,17 @@ func (c *Controller) syncPairs() {
 	c.pairsDirt = false
 	want := map[Pair]localAddr{}
 	var occupied map[Pair]bool
+	respOnly := map[*conn]bool{}
+	for _, cn := range c.connList {
+		respOnly[cn] = c.responderOnly(cn)
+	}
 	for r, cs := range c.remotes {
 		// A peer address used only by connections whose SAs are all
 		// responder SAs (we never steer them) gets only the pairs SAs are
 		// on: monitoring, not candidates.
 		monitorOnly := true
 		for _, cn := range cs {
-			if !c.responderOnly(cn) {
+			if !respOnly[cn] {
 				monitorOnly = false
 				break
 			}
@@ -672,9 +777,9 @@ func (c *Controller) recomputeActive() {
 	for _, s := range c.sas {
 		c.active[s.pair] = true
 	}
-	for _, cn := range c.connList {
-		if cn.pending != nil {
-			c.active[cn.pending.to] = true
+	for _, g := range c.groups {
+		if g.pending != nil {
+			c.active[g.pending.to] = true
 		}
 	}
 	c.activeOK = true
@@ -707,14 +812,18 @@ func (c *Controller) flush() []Action {
 			}
 		}
 	}
+	if c.routingAct != nil {
+		out = append(out, *c.routingAct)
+		c.routingAct = nil
+	}
 	out = append(out, c.acts...)
 	c.acts = nil
 	if c.decided {
 		c.decided = false
 		c.deadline = time.Time{}
-		for _, cn := range c.connList {
-			if !cn.deadline.IsZero() && (c.deadline.IsZero() || cn.deadline.Before(c.deadline)) {
-				c.deadline = cn.deadline
+		for _, g := range c.groups {
+			if !g.deadline.IsZero() && (c.deadline.IsZero() || g.deadline.Before(c.deadline)) {
+				c.deadline = g.deadline
 			}
 		}
 	}
@@ -747,6 +856,8 @@ func (c *Controller) onSAList(sas []SA) {
 	for _, s := range sorted {
 		c.upsertSA(s)
 	}
+	c.saListSeen = true
+	c.routingDirt = true
 }
 
 func (c *Controller) upsertSA(sa SA) {
@@ -758,22 +869,31 @@ func (c *Controller) upsertSA(sa SA) {
 		ok = false
 	}
 	cn := c.conn(sa.Conn)
-	c.learnPeer(cn, np.Remote)
 	if !ok {
-		c.sas[sa.UniqueID] = &saState{sa: sa, pair: np}
+		s = &saState{sa: sa, pair: np}
+		c.sas[sa.UniqueID] = s
 		i, _ := slices.BinarySearch(cn.sas, sa.UniqueID)
 		cn.sas = slices.Insert(cn.sas, i, sa.UniqueID)
+		if len(cn.sas) == 1 {
+			c.groupsDirt = true // the connection may have become live
+		}
 		c.observe(SAAdded{Conn: cn.name, ID: sa.UniqueID, Pair: np, Initiator: sa.Initiator})
 	} else {
 		if s.pair != np {
-			c.observe(SAMoved{Conn: cn.name, ID: sa.UniqueID, From: s.pair, To: np,
-				Steered: cn.pending != nil && cn.pending.to == np})
+			o := SAMoved{Conn: cn.name, ID: sa.UniqueID, From: s.pair, To: np}
+			if g := cn.group; g != nil {
+				o.Group = g.name
+				o.Steered = g.pending != nil && g.pending.to == np
+			}
+			c.observe(o)
 		}
 		s.sa, s.pair = sa, np
 	}
+	c.learnPeer(cn, s, np.Remote)
 	c.markDirty(cn)
 	c.activeOK = false
 	c.pairsDirt = true
+	c.routingDirt = true
 }
 
 func (c *Controller) removeSA(id uint32) {
@@ -787,22 +907,21 @@ func (c *Controller) removeSA(id uint32) {
 		cn.sas = slices.Delete(cn.sas, i, i+1)
 	}
 	c.observe(SARemoved{Conn: cn.name, ID: id})
+	c.forgetSA(cn, s)
+	if len(cn.sas) == 0 {
+		c.groupsDirt = true
+	}
 	c.markDirty(cn)
 	c.activeOK = false
 	c.pairsDirt = true
+	c.routingDirt = true
 	c.gcConn(cn)
 }
 
 func (c *Controller) onIKEUpdate(ev EvIKEUpdate) {
 	s, ok := c.sas[ev.UniqueID]
 	if !ok {
-		// Unknown SA: at least learn its peer address; the next SA list
-		// brings the SA itself.
-		if ev.Conn != "" {
-			cn := c.conn(ev.Conn)
-			c.learnPeer(cn, ev.NewRemote.Addr())
-			c.gcConn(cn)
-		}
+		// Unknown SA: the next SA list brings it (with its peer address).
 		return
 	}
 	sa := s.sa
@@ -816,8 +935,16 @@ func (c *Controller) onCharon(up bool) {
 	}
 	c.charonUp = up
 	c.observe(CharonChanged{Up: up})
+	// The routing state freezes while charon is away (the kernel keeps the
+	// tunnels where they were) and is recomputed from the next SA list.
+	c.saListSeen = false
 	if up {
 		return // the adapter follows with a full EvSAList
+	}
+	for _, g := range c.groups {
+		if g.pending != nil {
+			c.abandon(g, FailCharonDown, "charon went away")
+		}
 	}
 	ids := make([]uint32, 0, len(c.sas))
 	for id := range c.sas {
@@ -827,17 +954,23 @@ func (c *Controller) onCharon(up bool) {
 	for _, id := range ids {
 		c.removeSA(id)
 	}
-	for _, cn := range c.connList {
-		if cn.pending != nil {
-			c.abandon(cn, "charon down")
-		}
-	}
 }
 
-func (c *Controller) onSteerApplied(ev EvSteerApplied) {
-	cn, ok := c.conns[ev.Peer]
-	if !ok || cn.pending == nil || cn.pending.to != ev.Pair || ev.Err == nil {
+// onRoutingApplied fails the pending steers of the groups whose entries the
+// steerer could not install.
+func (c *Controller) onRoutingApplied(ev EvRoutingApplied) {
+	if ev.Err == nil && len(ev.Failed) == 0 {
 		return
 	}
-	c.fail(cn, "apply: "+ev.Err.Error())
+	for _, name := range ev.Failed {
+		g := c.groupByKey[name]
+		if g == nil || g.pending == nil || g.pending.gen == 0 || g.pending.gen > ev.Gen {
+			continue
+		}
+		why := "routing state not installed"
+		if ev.Err != nil {
+			why = ev.Err.Error()
+		}
+		c.fail(g, FailKernel, why)
+	}
 }

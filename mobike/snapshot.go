@@ -55,13 +55,25 @@ type SAView struct {
 	Pair Pair
 }
 
-// ConnView is one connection (steering group) with its ranking explanation.
+// ConnView is one connection with its steering group's state and its
+// ranking explanation. The decision fields (Steering to Deadline, Decision)
+// are the group's: every member of a group shows the same.
 type ConnView struct {
-	Name          string
-	Policy        policy.ConnPolicy
-	Peers         []netip.Addr
-	SAs           []uint32
-	Current       Pair // pair of the lowest-ID initiator SA; zero when none
+	Name    string
+	Policy  policy.ConnPolicy
+	Peers   []netip.Addr
+	SAs     []uint32
+	Current Pair // pair of the lowest-ID initiator SA; zero when none
+	// Group is the steering group's name ("" when the connection is not
+	// live), Members its connections, GroupPair the pair the routing state
+	// puts the group on (zero: none), Lead the member whose policy chose it.
+	Group     string
+	Members   []string
+	GroupPair Pair
+	Lead      string
+	// Conflict says why GroupPair breaks this connection's policy ("" = it
+	// does not).
+	Conflict      string
 	Steering      bool // a steer is waiting for confirmation
 	SteerTo       Pair
 	SteerSince    time.Time
@@ -121,16 +133,25 @@ func (c *Controller) Snapshot() State {
 	for _, cn := range c.connList {
 		v := ConnView{
 			Name: cn.name, Policy: clonePolicy(cn.pol), Peers: slices.Clone(cn.peers), SAs: slices.Clone(cn.sas),
-			Failures: cn.failures, BackoffUntil: cn.backoffUntil, Prefer: cn.prefer, PreferUntil: cn.preferUntil,
-			Deadline: cn.deadline, Decision: cn.decision,
+			Prefer: cn.prefer, PreferUntil: cn.preferUntil, Conflict: cn.conflict, Decision: "not loaded in charon",
 		}
-		for _, t := range cn.moves {
-			if c.now.Before(t.Add(cn.pol.MoveWindow)) {
-				v.MovesInWindow++
+		if g := cn.group; g != nil {
+			v.Group, v.GroupPair, v.Lead = g.name, g.pair, g.lead
+			for _, m := range g.members {
+				v.Members = append(v.Members, m.name)
 			}
-		}
-		if ps := cn.pending; ps != nil {
-			v.Steering, v.SteerTo, v.SteerSince = true, ps.to, ps.at
+			v.Failures, v.BackoffUntil, v.Deadline, v.Decision = g.failures, g.backoffUntil, g.deadline, g.decision
+			if cn.conflict != "" {
+				v.Decision += "; policy conflict: " + cn.conflict + " (the group's pair was chosen for " + g.lead + ")"
+			}
+			for _, t := range g.moves {
+				if c.now.Before(t.Add(cn.pol.MoveWindow)) {
+					v.MovesInWindow++
+				}
+			}
+			if ps := g.pending; ps != nil {
+				v.Steering, v.SteerTo, v.SteerSince = true, ps.to, ps.at
+			}
 		}
 		if s := c.firstInitiator(cn); s != nil {
 			v.Current = s.pair

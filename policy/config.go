@@ -74,9 +74,12 @@ const (
 	MinRulePriority = 221
 	MaxRulePriority = 32765
 	// The steerer's layout of the rule band (vici/steer Options, built from
-	// these in cmd/mobiked): source rules at the band's first priority,
-	// prohibit rules RuleProhibitOffset after it, peer rules RulePeerOffset
-	// after it, so a band needs at least MinRuleBand priorities.
+	// these in cmd/mobiked): the main-table rule (lookup main
+	// suppress_prefixlength 0) at the band's first priority, source rules
+	// RuleSourceOffset after it, prohibit rules RuleProhibitOffset after it,
+	// peer rules RulePeerOffset after it, so a band needs at least
+	// MinRuleBand priorities.
+	RuleSourceOffset   = 1
 	RuleProhibitOffset = 40
 	RulePeerOffset     = 50
 	MinRuleBand        = RulePeerOffset + 1
@@ -494,8 +497,8 @@ func (c *Config) validate(v *validator) {
 		v.addf("steering.rule_priority", "rule priority range %d..%d is empty", s.RulePriorityMin, s.RulePriorityMax)
 	case band < MinRuleBand:
 		v.addf("steering.rule_priority", "rule priority band %d..%d has %d priorities, need at least %d "+
-			"(source rules at min, prohibit rules at min+%d, peer rules at min+%d)",
-			s.RulePriorityMin, s.RulePriorityMax, band, MinRuleBand, RuleProhibitOffset, RulePeerOffset)
+			"(main-table rule at min, source rules at min+%d, prohibit rules at min+%d, peer rules at min+%d)",
+			s.RulePriorityMin, s.RulePriorityMax, band, MinRuleBand, RuleSourceOffset, RuleProhibitOffset, RulePeerOffset)
 	}
 
 	if k := c.Reflector.Key; k != "" && !strings.HasPrefix(k, "/") {

@@ -200,3 +200,37 @@ func TestEveryNumberHasARange(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestWarningsManyConflicts: 5 000 connections sharing one gateway address
+// with alternating nat modes are 6 250 000 conflicting pairs. The warnings
+// list the first MaxProblems and count the rest, without formatting them
+// (before: all formatted and returned, 20 s and 5.9 GiB).
+func TestWarningsManyConflicts(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("connections:\n")
+	for i := range 5000 {
+		fmt.Fprintf(&b, "  - {name: c%d, peer_addresses: [192.0.2.1], nat: %s}\n", i, []string{"allow", "forbid"}[i%2])
+	}
+	c, err := Load("w.yaml", []byte(b.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	ws := c.Warnings()
+	runtime.ReadMemStats(&after)
+	alloc := after.TotalAlloc - before.TotalAlloc
+	// pairs (i, j), i < j, with different nat: 2500×2500, plus the default
+	// entry (nat allow, no peer addresses: shares none)
+	const conflicts = 2500 * 2500
+	if len(ws) != MaxProblems+1 || ws[MaxProblems].Msg != fmt.Sprintf("and %d more warnings", conflicts-MaxProblems) {
+		t.Fatalf("%d warnings, last %q", len(ws), ws[len(ws)-1])
+	}
+	if ws[0].Line != 3 || !strings.Contains(ws[0].Msg, "c1 shares peer address 192.0.2.1 with c0") {
+		t.Fatalf("first warning %v", ws[0])
+	}
+	if alloc > 16<<20 {
+		t.Fatalf("Warnings allocated %.1f MiB", float64(alloc)/(1<<20))
+	}
+	t.Logf("%d conflicting pairs: %d listed, %.1f MiB allocated", conflicts, len(ws)-1, float64(alloc)/(1<<20))
+}

@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -59,18 +58,18 @@ var ErrCharonUnavailable = errors.New("vici: charon unavailable")
 // process should restart (mobiked exits with status 3).
 var ErrStuck = errors.New("vici: sessions stuck in the VICI library after close")
 
-// eventNames are the charon events the adapter subscribes to: the SA events
-// on one session (their relative order matters), `log` on a session of its
-// own (its volume does not delay SA events). govici v0.8.1 holds its event
-// lock while it waits for a registration's answer, and its read loop needs
-// that lock to deliver any event: an event arriving before the last answer
-// deadlocks the session (seen in the lab after a charon restart, when `log`
-// events flood in while the SA events are registered). frameConn holds such
-// events back until the answers are through.
-var (
-	saEventNames = []string{"ike-updown", "ike-update", "ike-rekey", "child-updown", "child-rekey"}
-	eventNames   = append(slices.Clone(saEventNames), "log")
-)
+// saEventNames are the charon events the adapter subscribes to, on one
+// session (their relative order matters). charon's `log` events are not
+// used: at levels 0–1 they carry nothing the probes do not detect sooner
+// (charon's first retransmit comes seconds after a probe verdict). govici
+// v0.8.1 holds its event lock while it waits for a registration's answer,
+// and its read loop needs that lock to deliver any event: an event arriving
+// before the last answer of a Subscribe (charon confirms a registration after
+// adding the client, so an event raised in between comes first) hangs the
+// session for good (seen in the lab after a charon restart). frameConn holds
+// such events back until the answers are through. The SA events are
+// registered in one Subscribe call.
+var saEventNames = []string{"ike-updown", "ike-update", "ike-rekey", "child-updown", "child-rekey"}
 
 // Options configure a Client. Zero values mean the defaults above.
 type Options struct {
@@ -342,16 +341,6 @@ func (c *Client) session(ctx context.Context) (up bool, err error) {
 	if err := c.subscribe(evSess, evFC, saEventNames...); err != nil {
 		return false, fmt.Errorf("vici: subscribe: %w", err)
 	}
-	logSess, logFC, err := c.dial()
-	if err != nil {
-		return false, fmt.Errorf("vici: connect: %w", err)
-	}
-	defer logSess.Close()
-	logCh := make(chan govici.Event, c.opts.EventBuffer)
-	logSess.NotifyEvents(logCh)
-	if err := c.subscribe(logSess, logFC, "log"); err != nil {
-		return false, fmt.Errorf("vici: subscribe: %w", err)
-	}
 	listCh := make(chan govici.Event, c.opts.EventBuffer)
 	cmdSess.NotifyEvents(listCh)
 	if err := c.subscribe(cmdSess, cmdFC, "list-sa", "list-conn"); err != nil {
@@ -389,11 +378,6 @@ func (c *Client) session(ctx context.Context) (up bool, err error) {
 		case ev, ok := <-evCh:
 			if !ok {
 				return true, errors.New("vici: event session closed")
-			}
-			c.handle(ctx, ev)
-		case ev, ok := <-logCh:
-			if !ok {
-				return true, errors.New("vici: log session closed")
 			}
 			c.handle(ctx, ev)
 		case <-tick:

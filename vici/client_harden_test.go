@@ -28,22 +28,24 @@ func heapInUse() uint64 {
 // an event of the type being registered before it confirms the registration.
 // govici v0.8.1 deadlocks on that (its Subscribe holds the event lock that
 // its reader needs to deliver the event) and closing the session frees
-// nothing. The fake charon does it on every registration of ike-updown and
-// log, over 100 restarts: every session must come up, deliver the early
+// nothing. The fake charon does it on the first two registrations of the SA
+// events, over 100 restarts: every session must come up, deliver the early
 // events, and leave goroutines and heap at their baseline.
 func TestClientEventBeforeConfirmNoLeak(t *testing.T) {
 	baseG, baseHeap := runtime.NumGoroutine(), heapInUse()
 	var fired atomic.Int64
 	f := start(t, Options{Resync: -1, CallTimeout: 100 * time.Millisecond})
-	early := vicitest.Log("lab", 1, "giving up after 3 retransmits")
+	// the first registration gets an event of its own type ahead of its
+	// answer; the second an event of the already registered type (the
+	// deadlock seen in the lab)
 	f.srv.OnRegister(func(event string, _ []string) []vicitest.Packet {
 		switch event {
 		case "ike-updown":
 			fired.Add(1)
 			return []vicitest.Packet{{Type: vicitest.PktEvent, Name: event, Msg: vicitest.IKEUpdown(saA, true)}}
-		case "log":
+		case "ike-update":
 			fired.Add(1)
-			return []vicitest.Packet{{Type: vicitest.PktEvent, Name: event, Msg: early}}
+			return []vicitest.Packet{{Type: vicitest.PktEvent, Name: "ike-updown", Msg: vicitest.IKEUpdown(saB, true)}}
 		}
 		return nil
 	})
@@ -61,22 +63,24 @@ func TestClientEventBeforeConfirmNoLeak(t *testing.T) {
 	}
 	const cycles = 100
 	for i := range cycles {
-		// up, resync, and both early events, in any order after the up
-		var up, sawSA, sawLog bool
-		for !(up && sawSA && sawLog) {
+		// up, resync, and both early events after the up
+		var up, sawA, sawB bool
+		for !(up && sawA && sawB) {
 			var ev mobike.Event
 			select {
 			case ev = <-ch:
 			case <-time.After(guard):
-				report(i, fmt.Sprintf("session not up with its early events (up %v, ike-updown %v, log %v)", up, sawSA, sawLog))
+				report(i, fmt.Sprintf("session not up with its early events (up %v, first %v, second %v)", up, sawA, sawB))
 			}
 			switch e := ev.(type) {
 			case mobike.EvCharon:
 				up = up || e.Up
 			case mobike.EvSAUp:
-				sawSA = e.SA.UniqueID == uint32(saA.UniqueID)
-			case mobike.EvCharonLog:
-				sawLog = e.Kind == mobike.LogRetransmitGiveUp && e.N == 3
+				if !up {
+					t.Fatalf("cycle %d: early event before the session was up", i)
+				}
+				sawA = sawA || e.SA.UniqueID == uint32(saA.UniqueID)
+				sawB = sawB || e.SA.UniqueID == uint32(saB.UniqueID)
 			}
 		}
 		f.srv.Stop()
@@ -172,8 +176,10 @@ func TestClientOversizedMessage(t *testing.T) {
 	expectConnected(t, ch, saA, saB)
 	baseHeap := heapInUse()
 	hdr := []byte{0x04, 0x00, 0x00, 0x00} // 64 MiB
-	if n := f.srv.SendRaw(hdr); n != 3 {
-		t.Fatalf("header reached %d sessions, want 3", n)
+	// (the first session to read it ends the connection, so the write to
+	// the other may already fail)
+	if n := f.srv.SendRaw(hdr); n < 1 {
+		t.Fatalf("header reached %d sessions", n)
 	}
 	select {
 	case ev := <-ch:

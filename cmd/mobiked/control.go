@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -148,6 +149,10 @@ func explainOf(st mobike.State, conn string) (control.Explain, bool) {
 			PreferUntil: c.PreferUntil, Peers: []string{}, Candidates: []control.Candidate{}}
 		if !c.Current.Local.IsValid() {
 			e.Current = ""
+		}
+		e.Group, e.Members, e.Lead, e.Conflict = c.Group, c.Members, c.Lead, c.Conflict
+		if c.GroupPair.Local.IsValid() {
+			e.GroupPair = c.GroupPair.String()
 		}
 		for _, p := range c.Peers {
 			e.Peers = append(e.Peers, p.String())
@@ -288,6 +293,25 @@ func (d *daemon) controlMux(ctx context.Context) http.Handler {
 			return
 		}
 		writeJSON(w, http.StatusOK, struct{}{})
+	})
+	mux.HandleFunc("GET /v1/routing", func(w http.ResponseWriter, r *http.Request) {
+		var out control.Routing
+		var desired mobike.Desired
+		if err := d.loop.Do(r.Context(), func() { desired, out.Gen = d.core.Desired() }); err != nil {
+			writeErr(w, http.StatusServiceUnavailable, "%v", err)
+			return
+		}
+		out.Desired = desired.Lines()
+		out.AppliedGen = d.steerer.AppliedGen()
+		out.Wanted = d.steerer.Dump()
+		kernel, err := d.steerer.Kernel()
+		if err != nil {
+			writeErr(w, http.StatusInternalServerError, "%v", err)
+			return
+		}
+		out.Kernel = kernel
+		out.InSync = out.Gen > 0 && out.AppliedGen == out.Gen && slices.Equal(out.Kernel, out.Wanted)
+		writeJSON(w, http.StatusOK, out)
 	})
 	mux.HandleFunc("GET /v1/doctor", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, d.doctor(r.Context()))

@@ -268,9 +268,9 @@ type steerBand struct {
 
 func steerBandOf(cfg *policy.Config) steerBand {
 	o := steerOptions(cfg, slog.New(slog.DiscardHandler))
-	b := steerBand{prioMin: o.SourcePrio, prioMax: o.PrioMax, tables: []int{o.Table}}
+	b := steerBand{prioMin: o.MainPrio, prioMax: o.PrioMax, tables: []int{o.Table}}
 	if b.prioMin == 0 {
-		b.prioMin = steer.DefaultSourcePrio
+		b.prioMin = steer.DefaultMainPrio
 	}
 	if b.prioMax == 0 {
 		b.prioMax = steer.DefaultPrioMax
@@ -278,8 +278,8 @@ func steerBandOf(cfg *policy.Config) steerBand {
 	if b.tables[0] == 0 {
 		b.tables[0] = steer.DefaultTable
 	}
-	for i := range steer.DefaultUplinkTables {
-		b.tables = append(b.tables, steer.DefaultUplinkTableBase+i)
+	for i := range o.UplinkTables {
+		b.tables = append(b.tables, o.UplinkTableBase+i)
 	}
 	return b
 }

@@ -18,9 +18,12 @@ import (
 	"github.com/mobiked/mobiked/policy"
 )
 
-// MoveEvent is one confirmed move, as an on_move hook sees it.
+// MoveEvent is one confirmed move of a steering group, as an on_move hook
+// sees it: Conn is the group's first connection, Conns all of them
+// (connections sharing a peer address move together).
 type MoveEvent struct {
 	Conn              string
+	Conns             []string
 	Old, New          mobike.Pair
 	OldUplink, Uplink string
 	Cause             string
@@ -38,6 +41,7 @@ func (e MoveEvent) env() []string {
 	return []string{
 		"MOBIKED_EVENT=move",
 		"MOBIKED_CONN=" + e.Conn,
+		"MOBIKED_CONNS=" + strings.Join(e.Conns, " "),
 		"MOBIKED_OLD_LOCAL=" + addr(e.Old.Local),
 		"MOBIKED_OLD_REMOTE=" + addr(e.Old.Remote),
 		"MOBIKED_NEW_LOCAL=" + addr(e.New.Local),
@@ -170,31 +174,43 @@ func hookEnviron() []string {
 	return env
 }
 
-// moveCause is the cause a hook sees: the closed label set of the steer
-// metrics (path-down, manual, sla-breach, better-path), taken from the steer
-// request. It is the one place to switch to the core's typed cause.
-func moveCause(req mobike.SteerRequested) string { return steerReason(req) }
-
 // hookObserve turns the trace into hook runs (loop goroutine): a steer
-// request is remembered per connection, its confirmation runs on_move.
+// request is remembered per steering group, its confirmation runs on_move
+// with the core's steer cause (the label set of mobike_steer_total).
 func (d *daemon) hookObserve(now time.Time, o mobike.Observation) {
 	if d.steers == nil {
 		d.steers = map[string]mobike.SteerRequested{}
 	}
 	switch o := o.(type) {
 	case mobike.SteerRequested:
-		d.steers[o.Conn] = o
+		d.steers[o.Group] = o
 	case mobike.SteerFailed:
-		delete(d.steers, o.Conn)
+		delete(d.steers, o.Group)
 	case mobike.SteerConfirmed:
-		req, ok := d.steers[o.Conn]
-		delete(d.steers, o.Conn)
+		req, ok := d.steers[o.Group]
+		delete(d.steers, o.Group)
 		if !ok {
 			return
 		}
-		d.hooks.moved(MoveEvent{Conn: o.Conn, Old: req.From, New: o.Pair, OldUplink: d.uplinkOf(req.From.Local),
-			Uplink: d.uplinkOf(o.Pair.Local), Cause: moveCause(req), After: o.After})
+		conns := d.groupMembers(o.Group)
+		ev := MoveEvent{Conn: o.Group, Conns: conns, Old: req.From, New: o.Pair, OldUplink: d.uplinkOf(req.From.Local),
+			Uplink: d.uplinkOf(o.Pair.Local), Cause: req.Cause.String(), After: o.After}
+		if len(conns) > 0 {
+			ev.Conn = conns[0]
+		}
+		d.hooks.moved(ev)
 	}
+}
+
+// groupMembers returns the connections of a steering group (loop
+// goroutine).
+func (d *daemon) groupMembers(group string) []string {
+	for _, c := range d.core.Snapshot().Conns {
+		if c.Group == group {
+			return c.Members
+		}
+	}
+	return nil
 }
 
 // uplinkOf names the uplink of a local address from the core's network view

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -41,7 +42,7 @@ func TestHookEnvironment(t *testing.T) {
 	hook := writeHook(t, "env | grep ^MOBIKED_ | sort > "+out+"\n")
 	h := newHookRunner(slog.New(slog.DiscardHandler), policy.Hooks{OnMove: hook, Timeout: 5 * time.Second})
 	res := runHooks(t, h)
-	h.moved(MoveEvent{Conn: "office", Old: pair("10.1.0.2", "10.3.0.2"), New: pair("10.2.0.2", "10.4.0.2"),
+	h.moved(MoveEvent{Conn: "office", Conns: []string{"office", "office2"}, Old: pair("10.1.0.2", "10.3.0.2"), New: pair("10.2.0.2", "10.4.0.2"),
 		OldUplink: "eth0", Uplink: "eth1", Cause: "path-down", After: 104 * time.Millisecond})
 	if err := <-res; err != nil {
 		t.Fatal(err)
@@ -53,6 +54,7 @@ func TestHookEnvironment(t *testing.T) {
 	want := `MOBIKED_AFTER_MS=104
 MOBIKED_CAUSE=path-down
 MOBIKED_CONN=office
+MOBIKED_CONNS=office office2
 MOBIKED_EVENT=move
 MOBIKED_NEW_LOCAL=10.2.0.2
 MOBIKED_NEW_REMOTE=10.4.0.2
@@ -115,17 +117,17 @@ func TestHookObserve(t *testing.T) {
 		hooks: newHookRunner(slog.New(slog.DiscardHandler), policy.Hooks{OnMove: "/bin/true", Timeout: time.Second})}
 	now := time.Unix(1000, 0)
 	from, to := pair("10.1.0.2", "10.3.0.2"), pair("10.2.0.2", "10.3.0.2")
-	d.hookObserve(now, mobike.SteerRequested{Conn: "a", From: from, To: to, Forced: true})
-	d.hookObserve(now, mobike.SteerRequested{Conn: "b", From: from, To: to})
-	d.hookObserve(now, mobike.SteerFailed{Conn: "b", Pair: to})
-	d.hookObserve(now, mobike.SteerConfirmed{Conn: "b", Pair: to})
-	d.hookObserve(now, mobike.SteerConfirmed{Conn: "a", Pair: to, After: 100 * time.Millisecond})
+	d.hookObserve(now, mobike.SteerRequested{Group: "a", From: from, To: to, Forced: true, Cause: mobike.SteerPathDown})
+	d.hookObserve(now, mobike.SteerRequested{Group: "b", From: from, To: to, Cause: mobike.SteerBetterPath})
+	d.hookObserve(now, mobike.SteerFailed{Group: "b", Pair: to, Cause: mobike.FailUnconfirmed})
+	d.hookObserve(now, mobike.SteerConfirmed{Group: "b", Pair: to})
+	d.hookObserve(now, mobike.SteerConfirmed{Group: "a", Pair: to, After: 100 * time.Millisecond})
 	if len(d.hooks.q) != 1 {
 		t.Fatalf("%d hooks queued, want 1", len(d.hooks.q))
 	}
 	got := <-d.hooks.q
 	want := MoveEvent{Conn: "a", Old: from, New: to, Cause: "path-down", After: 100 * time.Millisecond}
-	if got != want {
+	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("queued %+v, want %+v", got, want)
 	}
 }

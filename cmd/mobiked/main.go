@@ -161,8 +161,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return exitConfig
 	}
 	if f.checkConfig {
+		for _, w := range cfg.Warnings() {
+			fmt.Fprintf(stderr, "warning: %s\n", w)
+		}
 		fmt.Fprintf(stdout, "%s: ok\n", f.config)
 		return exitOK
+	}
+	for _, w := range cfg.Warnings() {
+		log.Warn("config", "warning", w.String())
 	}
 	if f.cleanup {
 		if err := cleanup(cfg, log); err != nil {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/mobiked/mobiked/mobike"
 	"github.com/mobiked/mobiked/mobike/runloop"
+	"github.com/mobiked/mobiked/monitor/probe"
 )
 
 func TestMain(m *testing.M) {
@@ -57,6 +58,8 @@ func TestCheckConfig(t *testing.T) {
 	}{
 		{name: "good", body: goodConfig, code: exitOK},
 		{name: "empty file is zero-config", body: "# nothing\n", code: exitOK},
+		{name: "policy conflict is a warning", body: "uplinks:\n  - name: eth0\n  - name: eth1\nconnections:\n  - name: lab\n    uplinks: [eth0]\n    peer_addresses: [10.4.0.2]\n  - name: lab2\n    uplinks: [eth1]\n    peer_addresses: [10.4.0.2]\n",
+			code: exitOK, want: []string{"warning: ", ":9: connections[1].uplinks: policy conflict: lab2 shares peer address 10.4.0.2 with lab"}},
 		{name: "bad yaml", body: "uplinks: [\n", code: exitConfig, want: []string{":1: "}},
 		{name: "tab indentation", body: "uplinks:\n\t- name: eth0\n", code: exitConfig, want: []string{":2: "}},
 		{name: "unknown key", body: "uplinks:\n  - name: eth0\n    bogus: 1\n", code: exitConfig,
@@ -215,6 +218,28 @@ func TestReloadKeepsConfigOnError(t *testing.T) {
 	d.reload(ctx)
 	if got := holdDown(); got != 9*time.Second {
 		t.Fatalf("good reload: hold-down %s, want 9s", got)
+	}
+
+	// What needs a restart is refused by name, the rest applied.
+	d.probes = probe.NewManager(probe.Options{})
+	defer d.probes.Close()
+	d.trace = newTraceRing(16)
+	logBuf.Reset()
+	body := strings.Replace(goodConfig, "hold_down: 5s", "hold_down: 9s", 1)
+	body = strings.Replace(body, "active_interval: 200ms", "active_interval: 100ms", 1)
+	body += "steering:\n  table: 2200\n"
+	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d.reload(ctx)
+	var table uint32
+	var active time.Duration
+	_ = d.loop.Do(ctx, func() { table, active = d.cfg.Steering.Table, d.cfg.Probes.ActiveInterval })
+	if table != 2100 || active != 100*time.Millisecond {
+		t.Errorf("after reload: table %d (want the running 2100), active interval %s (want 100ms)", table, active)
+	}
+	if !strings.Contains(logBuf.String(), "needs a restart: steering-changed: table") {
+		t.Errorf("refused change not named:\n%s", &logBuf)
 	}
 }
 

@@ -11,7 +11,6 @@ import (
 	"net/netip"
 	"os"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -47,29 +46,11 @@ func newDaemonMetrics() *daemonMetrics {
 
 func (dm *daemonMetrics) setViciUp(up bool) { dm.viciUp.Store(up) }
 
-// steerReason maps the core's steer reason text onto the closed label set.
-func steerReason(o mobike.SteerRequested) string {
-	switch {
-	case o.Forced:
-		return "path-down"
-	case strings.Contains(o.Reason, "prefer"):
-		return "manual"
-	case strings.Contains(o.Reason, "sla"), strings.Contains(o.Reason, "SLA"):
-		return "sla-breach"
+// observeAlert counts an alert (loop goroutine).
+func (dm *daemonMetrics) observeAlert(r mobike.AlertReason) {
+	if dm.m != nil {
+		dm.m.ObserveAlert(r)
 	}
-	return "better-path"
-}
-
-func failureReason(r string) string {
-	switch {
-	case strings.HasPrefix(r, "apply"):
-		return "kernel-error"
-	case strings.Contains(r, "charon"), strings.Contains(r, "vici"):
-		return "vici-down"
-	case strings.Contains(r, "unconfirmed"):
-		return "unconfirmed"
-	}
-	return "wrong-path"
 }
 
 // observe turns one trace observation into counter updates (loop goroutine).
@@ -79,19 +60,19 @@ func (dm *daemonMetrics) observe(now time.Time, o mobike.Observation, d *daemon)
 	}
 	switch o := o.(type) {
 	case mobike.SteerRequested:
-		dm.m.ObserveSteer(steerReason(o))
+		dm.m.ObserveSteer(o.Cause)
 		if o.Forced {
-			if _, ok := d.forcedAt[o.Conn]; !ok {
-				d.forcedAt[o.Conn] = now
+			if _, ok := d.forcedAt[o.Group]; !ok {
+				d.forcedAt[o.Group] = now
 			}
 		}
 	case mobike.PathStateChanged:
 		// A pair going down is the detection of a failover.
-		if o.To.String() == "down" {
+		if o.To == mobike.PathDown {
 			for _, c := range d.core.Snapshot().Conns {
-				if c.Current == o.Pair {
-					if _, ok := d.forcedAt[c.Name]; !ok {
-						d.forcedAt[c.Name] = now
+				if c.Current == o.Pair && c.Group != "" {
+					if _, ok := d.forcedAt[c.Group]; !ok {
+						d.forcedAt[c.Group] = now
 					}
 				}
 			}
@@ -99,17 +80,17 @@ func (dm *daemonMetrics) observe(now time.Time, o mobike.Observation, d *daemon)
 	case mobike.SAMoved:
 		// charon moved the SA itself after the steer was given up as
 		// unconfirmed: the failover still ended here (ike-update).
-		if t, ok := d.forcedAt[o.Conn]; ok && !o.Steered && o.To != o.From {
+		if t, ok := d.forcedAt[o.Group]; ok && !o.Steered && o.To != o.From {
 			dm.m.ObserveFailover(now.Sub(t))
-			delete(d.forcedAt, o.Conn)
+			delete(d.forcedAt, o.Group)
 		}
 	case mobike.SteerConfirmed:
-		if t, ok := d.forcedAt[o.Conn]; ok {
+		if t, ok := d.forcedAt[o.Group]; ok {
 			dm.m.ObserveFailover(now.Sub(t))
-			delete(d.forcedAt, o.Conn)
+			delete(d.forcedAt, o.Group)
 		}
 	case mobike.SteerFailed:
-		dm.m.ObserveSteerFailure(failureReason(o.Reason))
+		dm.m.ObserveSteerFailure(o.Cause)
 	}
 }
 

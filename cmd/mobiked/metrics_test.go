@@ -239,19 +239,19 @@ func TestObserveFailover(t *testing.T) {
 		sum  float64 // seconds
 	}{
 		{"confirmed", []mobike.Observation{
-			mobike.SteerRequested{Conn: "lab", From: a, To: b, Forced: true},
-			mobike.SAMoved{Conn: "lab", From: a, To: b, Steered: true},
-			mobike.SteerConfirmed{Conn: "lab", Pair: b},
+			mobike.SteerRequested{Group: "lab", From: a, To: b, Forced: true, Cause: mobike.SteerPathDown},
+			mobike.SAMoved{Conn: "lab", Group: "lab", From: a, To: b, Steered: true},
+			mobike.SteerConfirmed{Group: "lab", Pair: b},
 		}, 1, 2},
 		{"moved-by-charon-after-timeout", []mobike.Observation{
-			mobike.SteerRequested{Conn: "lab", From: a, To: b, Forced: true},
-			mobike.SteerFailed{Conn: "lab", Pair: b, Reason: "unconfirmed"},
-			mobike.SAMoved{Conn: "lab", From: a, To: b},
-			mobike.SteerConfirmed{Conn: "lab", Pair: b}, // a late one counts once
+			mobike.SteerRequested{Group: "lab", From: a, To: b, Forced: true, Cause: mobike.SteerPathDown},
+			mobike.SteerFailed{Group: "lab", Pair: b, Cause: mobike.FailUnconfirmed},
+			mobike.SAMoved{Conn: "lab", Group: "lab", From: a, To: b},
+			mobike.SteerConfirmed{Group: "lab", Pair: b}, // a late one counts once
 		}, 1, 2},
 		{"unforced-steer", []mobike.Observation{
-			mobike.SteerRequested{Conn: "lab", From: b, To: a},
-			mobike.SteerConfirmed{Conn: "lab", Pair: a},
+			mobike.SteerRequested{Group: "lab", From: b, To: a, Cause: mobike.SteerBetterPath},
+			mobike.SteerConfirmed{Group: "lab", Pair: a},
 		}, 0, 0},
 	}
 	for _, tc := range tests {

@@ -21,8 +21,9 @@
 //   - SA series: one per (conn, uplink) pair in use, not per SA:
 //     10 000 SAs of 50 connections over 3 uplinks are at most 150 series of
 //     mobike_sa_uplink_info (and of mobike_sas). Per-connection preference: 2·C series.
-//   - probe counters: 3·U; steer counters: len(reasons) + len(failure
-//     reasons); the failover histogram: len(buckets)+2 = 12.
+//   - probe counters: 3·U; steer, failure and alert counters: one series
+//     per cause (closed enums of the core); the failover histogram:
+//     len(buckets)+2 = 12.
 //
 // A responder with 10 000 SAs from 10 000 peers under one connection name is
 // still one mobike_sa_uplink_info series per uplink; it does not probe peers,
@@ -40,6 +41,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/mobiked/mobiked/mobike"
 )
 
 const namespace = "mobike"
@@ -54,19 +57,26 @@ var upStates = []string{"operational", "degraded"}
 // Families is the closed set of the family label.
 var Families = []string{"ipv4", "ipv6"}
 
-// DefaultSteerReasons is the closed set of reasons of mobike_steer_total when
-// Options.SteerReasons is empty: path-down (a forced move off a dead or
-// forbidden pair), better-path (failback or a better-ranked pair after
-// hold-down), sla-breach, policy-change (config reload), manual (control
-// API). Reasons outside the set are counted as "other".
-var DefaultSteerReasons = []string{"path-down", "better-path", "sla-breach", "policy-change", "manual"}
+// SteerReasons is the closed set of reasons of mobike_steer_total: the
+// core's steer causes (mobike.SteerCause), every one of which the core can
+// produce (TestEveryCauseOccurs in mobike/sim).
+func SteerReasons() []string { return names(mobike.SteerCauses()) }
 
-// DefaultFailureReasons is the closed set of reasons of
-// mobike_steer_failures_total when Options.FailureReasons is empty:
-// unconfirmed (no ike-update in time), kernel-error (installing routes or
-// rules failed), vici-down (charon went away during the steer), wrong-path
-// (charon moved, but not onto the steered pair, or the steer was abandoned).
-var DefaultFailureReasons = []string{"unconfirmed", "kernel-error", "vici-down", "wrong-path"}
+// FailureReasons is the closed set of reasons of mobike_steer_failures_total
+// (mobike.FailCause).
+func FailureReasons() []string { return names(mobike.FailCauses()) }
+
+// AlertReasons is the closed set of reasons of mobike_alerts_total
+// (mobike.AlertReason).
+func AlertReasons() []string { return names(mobike.AlertReasons()) }
+
+func names[T fmt.Stringer](vs []T) []string {
+	out := make([]string, len(vs))
+	for i, v := range vs {
+		out[i] = v.String()
+	}
+	return out
+}
 
 // FailoverBuckets are the buckets of mobike_failover_duration_seconds: from
 // charon-speed moves (~0.1 s) to DPD-speed ones (tens of seconds).
@@ -125,22 +135,19 @@ type BuildInfo struct {
 
 // Options configure New. Zero fields take the documented defaults.
 type Options struct {
-	Build          BuildInfo
-	SteerReasons   []string // default DefaultSteerReasons
-	FailureReasons []string // default DefaultFailureReasons
+	Build BuildInfo
 }
 
 // Metrics holds mobiked's collectors.
 type Metrics struct {
 	steers         *prometheus.CounterVec
 	steerFailures  *prometheus.CounterVec
+	alerts         *prometheus.CounterVec
 	failover       prometheus.Histogram
 	netlinkEvents  prometheus.Counter
 	probeSent      *prometheus.CounterVec
 	probeLost      *prometheus.CounterVec
 	probeBytes     *prometheus.CounterVec
-	steerReasons   []string
-	failureReasons []string
 	stateCollector *stateCollector
 }
 
@@ -169,7 +176,8 @@ func Catalog() []Metric {
 		{"mobike_conn_preferred_uplink_info", "gauge", []string{"conn", "uplink"}, "The uplink of a steered connection's best-ranked pair; the value is always 1."},
 		{"mobike_conn_on_preferred_uplink", "gauge", []string{"conn"}, "Whether a steered connection's SAs are on its preferred uplink (1) or not (0)."},
 		{"mobike_steer_total", "counter", []string{"reason"}, "Steers (moves of a connection to another pair) started, by reason."},
-		{"mobike_steer_failures_total", "counter", []string{"reason"}, "Steers that failed, by reason (e.g. no ike-update confirmation in time)."},
+		{"mobike_steer_failures_total", "counter", []string{"reason"}, "Steers that failed or were abandoned, by reason (e.g. no ike-update confirmation in time)."},
+		{"mobike_alerts_total", "counter", []string{"reason"}, "Alerts raised for operators, by reason (e.g. policy-conflict: connections sharing a gateway address have incompatible policies)."},
 		{"mobike_failover_duration_seconds", "histogram", nil, "Time from detecting that a connection's path is down to charon confirming the move (ike-update)."},
 		{"mobike_netlink_events_total", "counter", nil, "Netlink link, address and route messages received."},
 	}
@@ -194,15 +202,15 @@ func New(reg prometheus.Registerer, src Source, opts Options) (*Metrics, error) 
 	if opts.Build.GoVersion == "" {
 		opts.Build.GoVersion = runtime.Version()
 	}
-	m := &Metrics{
-		steerReasons:   withOther(opts.SteerReasons, DefaultSteerReasons),
-		failureReasons: withOther(opts.FailureReasons, DefaultFailureReasons),
-	}
+	m := &Metrics{}
 	m.steers = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "mobike_steer_total", Help: catalogHelp("mobike_steer_total"),
 	}, []string{"reason"})
 	m.steerFailures = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "mobike_steer_failures_total", Help: catalogHelp("mobike_steer_failures_total"),
+	}, []string{"reason"})
+	m.alerts = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "mobike_alerts_total", Help: catalogHelp("mobike_alerts_total"),
 	}, []string{"reason"})
 	m.failover = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name: "mobike_failover_duration_seconds", Help: catalogHelp("mobike_failover_duration_seconds"),
@@ -220,18 +228,21 @@ func New(reg prometheus.Registerer, src Source, opts Options) (*Metrics, error) 
 	m.probeBytes = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "mobike_probe_bytes_total", Help: catalogHelp("mobike_probe_bytes_total"),
 	}, []string{"uplink"})
-	// Known reasons are exported at 0 from the start, so that rate() and
+	// Every reason is exported at 0 from the start, so that rate() and
 	// alerts see the series before the first event.
-	for _, r := range m.steerReasons {
+	for _, r := range SteerReasons() {
 		m.steers.WithLabelValues(r)
 	}
-	for _, r := range m.failureReasons {
+	for _, r := range FailureReasons() {
 		m.steerFailures.WithLabelValues(r)
+	}
+	for _, r := range AlertReasons() {
+		m.alerts.WithLabelValues(r)
 	}
 	m.stateCollector = newStateCollector(src, opts.Build)
 
 	for _, c := range []prometheus.Collector{
-		m.steers, m.steerFailures, m.failover, m.netlinkEvents,
+		m.steers, m.steerFailures, m.alerts, m.failover, m.netlinkEvents,
 		m.probeSent, m.probeLost, m.probeBytes, m.stateCollector,
 	} {
 		if err := reg.Register(c); err != nil {
@@ -241,33 +252,19 @@ func New(reg prometheus.Registerer, src Source, opts Options) (*Metrics, error) 
 	return m, nil
 }
 
-// withOther returns set (or def when set is empty) plus "other", deduplicated.
-func withOther(set, def []string) []string {
-	if len(set) == 0 {
-		set = def
-	}
-	out := slices.Clone(set)
-	out = append(out, "other")
-	slices.Sort(out)
-	return slices.Compact(out)
+// ObserveSteer counts a steer started for cause c.
+func (m *Metrics) ObserveSteer(c mobike.SteerCause) {
+	m.steers.WithLabelValues(c.String()).Inc()
 }
 
-// closed returns v when it is in set, else "other".
-func closed(v string, set []string) string {
-	if _, ok := slices.BinarySearch(set, v); ok {
-		return v
-	}
-	return "other"
+// ObserveSteerFailure counts a failed or abandoned steer.
+func (m *Metrics) ObserveSteerFailure(c mobike.FailCause) {
+	m.steerFailures.WithLabelValues(c.String()).Inc()
 }
 
-// ObserveSteer counts a steer started for reason.
-func (m *Metrics) ObserveSteer(reason string) {
-	m.steers.WithLabelValues(closed(reason, m.steerReasons)).Inc()
-}
-
-// ObserveSteerFailure counts a failed steer.
-func (m *Metrics) ObserveSteerFailure(reason string) {
-	m.steerFailures.WithLabelValues(closed(reason, m.failureReasons)).Inc()
+// ObserveAlert counts an alert.
+func (m *Metrics) ObserveAlert(r mobike.AlertReason) {
+	m.alerts.WithLabelValues(r.String()).Inc()
 }
 
 // ObserveFailover records the time from detecting a dead path to charon's

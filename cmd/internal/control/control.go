@@ -76,13 +76,35 @@ type Candidate struct {
 
 // Explain is `mobikectl explain CONN`.
 type Explain struct {
-	Conn        string      `json:"conn"`
-	Current     string      `json:"current"`
-	Decision    string      `json:"decision"`
+	Conn     string `json:"conn"`
+	Current  string `json:"current"`
+	Decision string `json:"decision"`
+	// Group is the connection's steering group (the connections whose peer
+	// addresses overlap share one pair), GroupPair that pair, Lead the
+	// member whose policy chose it, Conflict why it breaks this
+	// connection's policy ("" = it does not).
+	Group       string      `json:"group,omitempty"`
+	Members     []string    `json:"members,omitempty"`
+	GroupPair   string      `json:"group_pair,omitempty"`
+	Lead        string      `json:"lead,omitempty"`
+	Conflict    string      `json:"conflict,omitempty"`
 	Prefer      string      `json:"prefer,omitempty"`
 	PreferUntil time.Time   `json:"prefer_until,omitzero"`
 	Peers       []string    `json:"peers"`
 	Candidates  []Candidate `json:"candidates"`
+}
+
+// Routing is the routing state: what the core wants (Desired, generation
+// Gen), what the steerer last applied (AppliedGen, Wanted) and what the
+// kernel holds of mobiked's (Kernel, same rendering as Wanted). InSync: the
+// latest state is applied and the kernel equals it.
+type Routing struct {
+	Gen        uint64   `json:"gen"`
+	AppliedGen uint64   `json:"applied_gen"`
+	Desired    []string `json:"desired"`
+	Wanted     []string `json:"wanted"`
+	Kernel     []string `json:"kernel"`
+	InSync     bool     `json:"in_sync"`
 }
 
 // PreferRequest pins a connection to an uplink (empty Uplink clears).
@@ -207,6 +229,12 @@ func (c *Client) Paths(ctx context.Context) ([]PathRow, error) {
 func (c *Client) Explain(ctx context.Context, conn string) (Explain, error) {
 	var e Explain
 	return e, c.do(ctx, "GET", "/v1/explain?conn="+url.QueryEscape(conn), nil, &e)
+}
+
+// Routing fetches the routing state.
+func (c *Client) Routing(ctx context.Context) (Routing, error) {
+	var r Routing
+	return r, c.do(ctx, "GET", "/v1/routing", nil, &r)
 }
 
 // Prefer pins (or with an empty uplink, unpins) a connection.
