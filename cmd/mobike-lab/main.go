@@ -27,7 +27,7 @@ commands:
      [--conns N] [--lan]                             build the lab, start charons, establish the SAs
   down                                               remove everything the lab made
   status [--json]                                    namespaces, charons, SAs
-  impair --path a|b|gw1|gw2 (--blackhole | --loss PCT | --link-down | --link-up | --nat on|off | --restore)
+  impair --path a|b|gw1|gw2 (--blackhole | --drop-ike | --loss PCT | --link-down | --link-up | --nat on|off | --restore)
   ping [--conn labK] [--count N] [--interval 10ms]   tunnel ping from mn's virtual IP (of conn labK) to 10.9.0.1
   exec NODE -- CMD...                                run CMD in NAME-NODE (mn, r, gw, lan) with its strongswan.conf
   demo                                               show charon alone against a silent blackhole
@@ -231,6 +231,7 @@ func cmdImpair(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs, name := newFlags("impair", stderr)
 	path := fs.String("path", "", "a, b (mn's uplinks), gw1, gw2 (the gateway's addresses)")
 	bh := fs.Bool("blackhole", false, "silently drop both directions")
+	dropIKE := fs.Bool("drop-ike", false, "drop UDP 500 and 4500 both ways (ICMP still answered)")
 	loss := fs.Int("loss", -1, "drop PCT % of packets")
 	down := fs.Bool("link-down", false, "set the link down")
 	up := fs.Bool("link-up", false, "set the link up")
@@ -245,6 +246,9 @@ func cmdImpair(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	var imps []lab.Impairment
 	if *bh {
 		imps = append(imps, lab.Impairment{Kind: lab.Blackhole})
+	}
+	if *dropIKE {
+		imps = append(imps, lab.Impairment{Kind: lab.DropIKE})
 	}
 	if *loss >= 0 {
 		imps = append(imps, lab.Impairment{Kind: lab.Loss, LossPct: *loss})
@@ -268,7 +272,7 @@ func cmdImpair(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		imps = append(imps, lab.Impairment{Kind: lab.Restore})
 	}
 	if len(imps) != 1 {
-		return usageError{errors.New("give exactly one of --blackhole, --loss, --link-down, --link-up, --nat, --restore")}
+		return usageError{errors.New("give exactly one of --blackhole, --drop-ike, --loss, --link-down, --link-up, --nat, --restore")}
 	}
 	valid := false
 	for _, p := range lab.Paths {

@@ -23,6 +23,7 @@ import (
 
 	"github.com/mobiked/mobiked/cmd/internal/buildinfo"
 	"github.com/mobiked/mobiked/cmd/internal/control"
+	"github.com/mobiked/mobiked/internal/safefile"
 	"github.com/mobiked/mobiked/policy"
 )
 
@@ -333,7 +334,7 @@ func (c *cli) checkConfigCmd() *cobra.Command {
 		Short: "Check a mobiked config file (exit 2 with every problem as file:line)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			data, err := os.ReadFile(args[0])
+			data, err := safefile.ReadRegular(args[0], policy.MaxConfigSize)
 			if err != nil {
 				return configErr{err}
 			}

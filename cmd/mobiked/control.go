@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/mobiked/mobiked/cmd/internal/control"
+	"github.com/mobiked/mobiked/internal/httpserve"
 	"github.com/mobiked/mobiked/mobike"
 )
 
@@ -165,20 +167,30 @@ func explainOf(st mobike.State, conn string) (control.Explain, bool) {
 	return control.Explain{}, false
 }
 
-// serveControl serves the control API on the unix socket (mode 0600).
-func (d *daemon) serveControl(ctx context.Context) (*http.Server, error) {
-	path := d.cfg.ControlSocket
-	if path == "" {
-		path = control.DefaultSocket
-	}
+// listenControl listens on the control socket at path (mode 0600). Whatever
+// is at path is only removed when it is a socket nobody answers on (left by
+// a crashed mobiked): a regular file, a symlink, a directory or anything else
+// there (a config path typed into control.socket) is refused and left alone,
+// and a live socket means another mobiked.
+func listenControl(path string) (net.Listener, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("control: %w", err)
 	}
-	if c, err := net.Dial("unix", path); err == nil {
-		c.Close()
-		return nil, fmt.Errorf("control: %s is in use (another mobiked?)", path)
+	switch fi, err := os.Lstat(path); {
+	case errors.Is(err, os.ErrNotExist):
+	case err != nil:
+		return nil, fmt.Errorf("control: %w", err)
+	case fi.Mode().Type() != os.ModeSocket:
+		return nil, fmt.Errorf("control: %s exists and is not a socket (%s); refusing to replace it", path, fi.Mode().Type())
+	default:
+		if c, err := net.Dial("unix", path); err == nil {
+			c.Close()
+			return nil, fmt.Errorf("control: %s is in use (another mobiked?)", path)
+		}
+		if err := os.Remove(path); err != nil {
+			return nil, fmt.Errorf("control: remove stale socket: %w", err)
+		}
 	}
-	_ = os.Remove(path)
 	ln, err := net.Listen("unix", path)
 	if err != nil {
 		return nil, fmt.Errorf("control: listen %s: %w", path, err)
@@ -187,6 +199,24 @@ func (d *daemon) serveControl(ctx context.Context) (*http.Server, error) {
 		ln.Close()
 		return nil, fmt.Errorf("control: %w", err)
 	}
+	return ln, nil
+}
+
+// serveControl serves the control API on the unix socket (mode 0600).
+func (d *daemon) serveControl(ctx context.Context) (*http.Server, error) {
+	path := d.cfg.ControlSocket
+	if path == "" {
+		path = control.DefaultSocket
+	}
+	ln, err := listenControl(path)
+	if err != nil {
+		return nil, err
+	}
+	return d.serveHTTP("control API", d.controlMux(ctx), ln, nil), nil
+}
+
+// controlMux is the control API's handler.
+func (d *daemon) controlMux(ctx context.Context) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
 		st, err := d.snapshot(r.Context())
@@ -289,6 +319,10 @@ func (d *daemon) serveControl(ctx context.Context) (*http.Server, error) {
 	mux.HandleFunc("GET /v1/events", func(w http.ResponseWriter, r *http.Request) {
 		hist, ch, cancel := d.trace.subscribe(100)
 		defer cancel()
+		// a stream outlives the server's write timeout: each write gets its
+		// own, so a client that stops reading is dropped
+		writeTimeout := httpserve.DefaultLimits().Write
+		_ = httpserve.StreamWriteDeadline(w, writeTimeout)
 		w.Header().Set("Content-Type", "application/x-ndjson")
 		fl, _ := w.(http.Flusher)
 		enc := json.NewEncoder(w)
@@ -305,6 +339,7 @@ func (d *daemon) serveControl(ctx context.Context) (*http.Server, error) {
 			case <-ctx.Done():
 				return
 			case ev := <-ch:
+				_ = httpserve.StreamWriteDeadline(w, writeTimeout)
 				if enc.Encode(ev) != nil {
 					return
 				}
@@ -314,11 +349,23 @@ func (d *daemon) serveControl(ctx context.Context) (*http.Server, error) {
 			}
 		}
 	})
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	return mux
+}
+
+// serveHTTP serves h on ln in the background (the control API and the
+// metrics listener) with httpserve's limits: read, write and idle timeouts,
+// at most 64 connections at once. serve runs the server (nil: srv.Serve; the
+// metrics listener passes exporter-toolkit's web.Serve).
+func (d *daemon) serveHTTP(name string, h http.Handler, ln net.Listener, serve func(net.Listener, *http.Server) error) *http.Server {
+	srv := &http.Server{Handler: h, ErrorLog: slog.NewLogLogger(d.log.Handler(), slog.LevelDebug)}
+	ln = httpserve.Harden(srv, ln, httpserve.DefaultLimits())
+	if serve == nil {
+		serve = func(ln net.Listener, srv *http.Server) error { return srv.Serve(ln) }
+	}
 	go func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			d.log.Error("control API stopped", "err", err)
+		if err := serve(ln, srv); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			d.log.Error(name+" stopped", "err", err)
 		}
 	}()
-	return srv, nil
+	return srv
 }

@@ -57,21 +57,24 @@ type daemon struct {
 	steers map[string]mobike.SteerRequested
 }
 
+// steerOptions lays out the steerer's tables and rule priorities from the
+// config, with the layout policy validates (policy.RuleProhibitOffset etc.).
 func steerOptions(cfg *policy.Config, log *slog.Logger) steer.Options {
-	o := steer.Options{Logger: log.With("component", "steer")}
-	if cfg.Steering.Table != 0 {
-		o.Table = int(cfg.Steering.Table)
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
 	}
-	if cfg.Steering.RulePriorityMin != 0 {
-		o.MainPrio = cfg.Steering.RulePriorityMin
-		o.SourcePrio = cfg.Steering.RulePriorityMin + 1
-		o.ProhibitPrio = cfg.Steering.RulePriorityMin + 40
-		o.PeerPrio = cfg.Steering.RulePriorityMin + 50
+	s := cfg.Steering
+	return steer.Options{
+		Logger:          log.With("component", "steer"),
+		Table:           int(s.Table),
+		UplinkTableBase: policy.UplinkTableFirst,
+		UplinkTables:    policy.UplinkTables,
+		MainPrio:        s.RulePriorityMin,
+		SourcePrio:      s.RulePriorityMin + policy.RuleSourceOffset,
+		ProhibitPrio:    s.RulePriorityMin + policy.RuleProhibitOffset,
+		PeerPrio:        s.RulePriorityMin + policy.RulePeerOffset,
+		PrioMax:         s.RulePriorityMax,
 	}
-	if cfg.Steering.RulePriorityMax != 0 {
-		o.PrioMax = cfg.Steering.RulePriorityMax
-	}
-	return o
 }
 
 // faultHookEnv names the crash-test hook: mobiked kills itself (SIGKILL)
@@ -125,12 +128,8 @@ func newDaemon(f flags, cfg *policy.Config, log *slog.Logger) (*daemon, error) {
 		return nil, fmt.Errorf("steering: %w", err)
 	}
 	ignore := []int{so.Table}
-	if ignore[0] == 0 {
-		ignore[0] = steer.DefaultTable
-	}
-	base := steer.DefaultUplinkTableBase
-	for i := 0; i < steer.DefaultUplinkTables; i++ {
-		ignore = append(ignore, base+i)
+	for i := range so.UplinkTables {
+		ignore = append(ignore, so.UplinkTableBase+i)
 	}
 	d.mon, err = monitor.New(monitor.Options{Logger: log.With("component", "monitor"), IgnoreTables: ignore})
 	if err != nil {
@@ -255,7 +254,7 @@ func (d *daemon) reload(ctx context.Context) {
 		}
 		d.f.config = DefaultConfig
 	}
-	cfg, err := loadConfig(d.f.config)
+	cfg, err := configure(d.f)
 	if err != nil {
 		d.log.Error("reload failed; keeping the running config", "err", err)
 		return

@@ -278,8 +278,8 @@ func steerBandOf(cfg *policy.Config) steerBand {
 	if b.tables[0] == 0 {
 		b.tables[0] = steer.DefaultTable
 	}
-	for i := range steer.DefaultUplinkTables {
-		b.tables = append(b.tables, steer.DefaultUplinkTableBase+i)
+	for i := range o.UplinkTables {
+		b.tables = append(b.tables, o.UplinkTableBase+i)
 	}
 	return b
 }

@@ -27,7 +27,9 @@ import (
 
 	"github.com/mobiked/mobiked/cmd/internal/buildinfo"
 	"github.com/mobiked/mobiked/cmd/internal/control"
+	"github.com/mobiked/mobiked/internal/safefile"
 	"github.com/mobiked/mobiked/policy"
+	"github.com/mobiked/mobiked/vici"
 )
 
 // Exit statuses.
@@ -35,6 +37,10 @@ const (
 	exitOK     = 0
 	exitFail   = 1
 	exitConfig = 2
+	// exitRestart: the process must be restarted (VICI sessions stuck in
+	// the library after close, vici.ErrStuck); systemd's Restart=on-failure
+	// does it.
+	exitRestart = 3
 )
 
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
@@ -145,16 +151,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 
-	cfg, err := loadConfig(f.config)
+	if f.checkConfig && f.config == "" {
+		fmt.Fprintln(stderr, "mobiked: --check-config needs --config FILE")
+		return exitConfig
+	}
+	cfg, err := configure(f)
 	if err != nil {
 		fmt.Fprintf(stderr, "%v\n", err)
 		return exitConfig
 	}
 	if f.checkConfig {
-		if f.config == "" {
-			fmt.Fprintln(stderr, "mobiked: --check-config needs --config FILE")
-			return exitConfig
-		}
 		for _, w := range cfg.Warnings() {
 			fmt.Fprintf(stderr, "warning: %s\n", w)
 		}
@@ -163,27 +169,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	for _, w := range cfg.Warnings() {
 		log.Warn("config", "warning", w.String())
-	}
-	if f.controlSocket != "" {
-		cfg.ControlSocket = f.controlSocket
-	}
-	switch f.metricsListen {
-	case "":
-	case "off":
-		cfg.MetricsListen = netip.AddrPort{}
-	default:
-		ap, err := parseListen(f.metricsListen)
-		if err != nil {
-			fmt.Fprintf(stderr, "mobiked: bad --metrics-listen %q: %v\n", f.metricsListen, err)
-			return exitConfig
-		}
-		cfg.MetricsListen = ap
-	}
-	if f.webConfig != "" {
-		if err := web.Validate(f.webConfig); err != nil {
-			fmt.Fprintf(stderr, "mobiked: --web.config.file %s: %v\n", f.webConfig, err)
-			return exitConfig
-		}
 	}
 	if f.cleanup {
 		if err := cleanup(cfg, log); err != nil {
@@ -203,20 +188,74 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	if err := d.run(ctx); err != nil && !errors.Is(err, context.Canceled) {
 		log.Error("stopped", "err", err)
+		if errors.Is(err, vici.ErrStuck) {
+			return exitRestart
+		}
 		return exitFail
 	}
 	log.Info("stopped; routes and rules left in place (mobiked --cleanup removes them)")
 	return exitOK
 }
 
-// loadConfig reads and validates the config file; "" means zero-config.
+// configure is the one validation of start-up: it loads the config file,
+// applies the flags' overrides and checks everything start-up would refuse
+// for the configuration's sake (the policy's problems, the steerer's layout,
+// the STAMP key file, the metrics listener's web config). --check-config, start and SIGHUP's reload all use
+// it, so --check-config refuses exactly what start-up refuses (what remains
+// are run-time failures: sockets in use, no netlink).
+func configure(f flags) (*policy.Config, error) {
+	cfg, err := loadConfig(f.config)
+	if err != nil {
+		return nil, err
+	}
+	if f.controlSocket != "" {
+		if err := policy.CheckSocketPath(f.controlSocket); err != nil {
+			return nil, fmt.Errorf("mobiked: bad --control-socket: %w", err)
+		}
+		cfg.ControlSocket = f.controlSocket
+	}
+	switch f.metricsListen {
+	case "":
+	case "off":
+		cfg.MetricsListen = netip.AddrPort{}
+	default:
+		ap, err := parseListen(f.metricsListen)
+		if err != nil {
+			return nil, fmt.Errorf("mobiked: bad --metrics-listen %q: %w", f.metricsListen, err)
+		}
+		cfg.MetricsListen = ap
+	}
+	if f.webConfig != "" {
+		if err := web.Validate(f.webConfig); err != nil {
+			return nil, fmt.Errorf("mobiked: --web.config.file %s: %w", f.webConfig, err)
+		}
+	}
+	if err := steerOptions(cfg, nil).Check(); err != nil {
+		return nil, fmt.Errorf("mobiked: %s: steering: %w", cfgName(f.config), err)
+	}
+	if _, err := stampKey(cfg.Reflector); err != nil {
+		return nil, fmt.Errorf("mobiked: %s: reflector.key: %w", cfgName(f.config), err)
+	}
+	return cfg, nil
+}
+
+func cfgName(path string) string {
+	if path == "" {
+		return "zero-config"
+	}
+	return path
+}
+
+// loadConfig reads and validates the config file; "" means zero-config. A
+// path that is not a regular file, or a file over policy.MaxConfigSize, is
+// refused before it is read.
 func loadConfig(path string) (*policy.Config, error) {
 	if path == "" {
 		return policy.Default(), nil
 	}
 	// An explicitly named file that does not exist is an error (a typo must
 	// not silently run zero-config).
-	data, err := os.ReadFile(path)
+	data, err := safefile.ReadRegular(path, policy.MaxConfigSize)
 	if err != nil {
 		return nil, fmt.Errorf("mobiked: read config: %w", err)
 	}

@@ -258,14 +258,7 @@ func (d *daemon) serveMetrics(ctx context.Context, addr netip.AddrPort) (*http.S
 		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 		d.log.Warn("profiler enabled on the metrics listener", "addr", addr.String())
 	}
-	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 5 * time.Second}
-	webFlags := &web.FlagConfig{WebListenAddresses: &[]string{ln.Addr().String()}, WebConfigFile: &d.f.webConfig}
-	wlog := d.log.With("component", "metrics-listener")
-	go func() {
-		if err := web.Serve(ln, srv, webFlags, wlog); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			d.log.Error("metrics listener stopped", "err", err)
-		}
-	}()
+	srv := d.serveHTTP("metrics listener", handler, ln, d.webServe(ln))
 	// Refresh the scrape snapshot every second from the loop.
 	go func() {
 		t := time.NewTicker(time.Second)
@@ -280,6 +273,14 @@ func (d *daemon) serveMetrics(ctx context.Context, addr netip.AddrPort) (*http.S
 		}
 	}()
 	return srv, nil
+}
+
+// webServe serves the metrics listener through exporter-toolkit (TLS and
+// basic auth from --web.config.file).
+func (d *daemon) webServe(ln net.Listener) func(net.Listener, *http.Server) error {
+	webFlags := &web.FlagConfig{WebListenAddresses: &[]string{ln.Addr().String()}, WebConfigFile: &d.f.webConfig}
+	wlog := d.log.With("component", "metrics-listener")
+	return func(l net.Listener, srv *http.Server) error { return web.Serve(l, srv, webFlags, wlog) }
 }
 
 // rewrite serves h as if the request were for path.

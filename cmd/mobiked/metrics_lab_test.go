@@ -326,4 +326,5 @@ func TestLabIKEProbeMethod(t *testing.T) {
 	if sa, err := l.SA(ctx); err != nil || sa.LocalHost != lab.MNAddrA.String() {
 		t.Fatalf("SA %+v, %v; want it still on uplink a", sa, err)
 	}
+	checkDropIKEDetected(t, ctx, r)
 }

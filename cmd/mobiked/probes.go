@@ -7,9 +7,9 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"os"
 	"strings"
 
+	"github.com/mobiked/mobiked/internal/safefile"
 	"github.com/mobiked/mobiked/monitor/probe"
 	"github.com/mobiked/mobiked/monitor/probe/ike"
 	"github.com/mobiked/mobiked/policy"
@@ -22,6 +22,7 @@ const ikePort = 500
 // the hex contents of an absolute file path); nil = unauthenticated mode.
 // The key file is read once, at start.
 func stampKey(r policy.Reflector) ([]byte, error) {
+	const maxKeyFile = 4096 // hex digits of a key, whitespace
 	if k, ok := r.KeyHex(); ok {
 		return k, nil
 	}
@@ -29,7 +30,7 @@ func stampKey(r policy.Reflector) ([]byte, error) {
 	if !ok {
 		return nil, nil
 	}
-	data, err := os.ReadFile(path)
+	data, err := safefile.ReadRegular(path, maxKeyFile)
 	if err != nil {
 		return nil, fmt.Errorf("stamp key: %w", err)
 	}

@@ -178,6 +178,13 @@ func (o Options) withDefaults() (Options, error) {
 	return o, nil
 }
 
+// Check reports whether New would accept o's layout (tables and rule
+// priorities, zero values filled in), without touching the kernel.
+func (o Options) Check() error {
+	_, err := o.withDefaults()
+	return err
+}
+
 // kernel is the part of *netlink.Handle the steerer uses (a fake in unit
 // tests records the order of operations).
 type kernel interface {
