@@ -187,7 +187,7 @@ func (c *Controller) evaluate(g *group) {
 		case c.allOn(g, ps.to):
 			c.observe(SteerConfirmed{Group: g.name, Pair: ps.to, After: now.Sub(ps.at)})
 			g.pending, g.failures = nil, 0
-			c.activeOK = false
+			c.probeDirty[ps.to] = true // no longer a target
 			c.clearAlert(g, AlertSteerUnconfirmed, g.name)
 			c.clearAlert(g, AlertSteerApply, g.name)
 		case diverted.Local.IsValid() && unknown:
@@ -376,7 +376,7 @@ func (c *Controller) regroup(g *group, cur Pair) {
 	g.pending = &pendingSteer{from: on, to: cur, at: c.now, deadline: c.now.Add(c.pol.SteerTimeout), cause: SteerRegroup,
 		peers: slices.Clone(g.peers)}
 	c.progress(g, g.pending) // the SAs already there are no progress
-	c.activeOK = false
+	c.probeDirty[cur] = true // a target is probed as active
 	c.observe(SteerRequested{Group: g.name, From: cur, To: cur, Cause: SteerRegroup,
 		Detail: fmt.Sprintf("SAs of the group are on %d pairs", len(on))})
 	g.decision = "regrouping every SA onto " + cur.String()
@@ -626,7 +626,7 @@ func (c *Controller) steer(g *group, from Pair, w *policy.Ranked, cause SteerCau
 	g.pair = to
 	g.moves = append(g.moves, c.now)
 	g.hold = holdKey{}
-	c.activeOK = false
+	c.probeDirty[to] = true // a target is probed as active
 	c.observe(SteerRequested{Group: g.name, From: from, To: to, Forced: cause.Forced(), Cause: cause, Detail: detail})
 	g.decision = "steering to " + to.String() + ": " + cause.String() + ": " + detail
 	c.minDeadline(g, g.pending.deadline)
@@ -636,7 +636,7 @@ func (c *Controller) steer(g *group, from Pair, w *policy.Ranked, cause SteerCau
 func (c *Controller) fail(g *group, cause FailCause, detail string) {
 	ps := g.pending
 	g.pending = nil
-	c.activeOK = false
+	c.probeDirty[ps.to] = true
 	g.failures++
 	b := c.pol.SteerBackoff
 	for i := 1; i < g.failures && b < c.pol.SteerBackoffMax; i++ {
@@ -665,7 +665,7 @@ func (c *Controller) fail(g *group, cause FailCause, detail string) {
 func (c *Controller) abandon(g *group, cause FailCause, detail string) {
 	ps := g.pending
 	g.pending = nil
-	c.activeOK = false
+	c.probeDirty[ps.to] = true
 	c.observe(SteerFailed{Group: g.name, Pair: ps.to, Cause: cause, Detail: detail})
 	c.markGroup(g)
 }

@@ -55,8 +55,9 @@ func TestScaleFailover(t *testing.T) {
 
 // BenchmarkScale measures the core in the simulator at 100, 1 000 and
 // 10 000 SAs over 100 connections (100 groups) and 4 uplinks with 2 peer
-// addresses per gateway (800 probed pairs): 70 s of virtual time to settle,
-// then a blackhole of the uplink every SA is on and 30 s more.
+// addresses per gateway (800 probed pairs), and at 10 000 SAs over 1 000
+// connections (8 000 pairs): 70 s of virtual time to settle, then a
+// blackhole of the uplink every SA is on and 30 s more.
 //
 //	go test -run '^$' -bench Scale -benchtime 1x ./mobike/sim/
 //
@@ -67,9 +68,10 @@ func TestScaleFailover(t *testing.T) {
 // the steers and routing states it issued, when the last SA moved (virtual),
 // and the heap the controller holds (core-KiB, per-SA-B).
 func BenchmarkScale(b *testing.B) {
-	for _, n := range []int{100, 1000, 10000} {
-		b.Run(fmt.Sprintf("sas=%d", n), func(b *testing.B) {
-			s := sim.Scale{SAs: n, Conns: 100, Uplinks: 4, PeerAddrs: 2, Seed: 1}
+	for _, sh := range []struct{ sas, conns int }{{100, 100}, {1000, 100}, {10000, 100}, {10000, 1000}} {
+		n := sh.sas
+		b.Run(fmt.Sprintf("sas=%d/conns=%d", n, sh.conns), func(b *testing.B) {
+			s := sim.Scale{SAs: n, Conns: sh.conns, Uplinks: 4, PeerAddrs: 2, Seed: 1}
 			var r sim.ScaleResult
 			var heap uint64
 			for b.Loop() {
@@ -93,6 +95,8 @@ func BenchmarkScale(b *testing.B) {
 			b.ReportMetric(r.AllMoved.Seconds(), "all-moved-s")
 			b.ReportMetric(float64(heap)/1024, "core-KiB")
 			b.ReportMetric(float64(heap)/float64(n), "per-SA-B")
+			b.ReportMetric(float64(r.Groups), "groups")
+			b.ReportMetric(float64(r.Pairs), "pairs")
 		})
 	}
 }
