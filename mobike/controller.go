@@ -107,8 +107,9 @@ type Controller struct {
 	desiredStale bool
 
 	rankCache map[rankKey]*rankResult
-	anyDirty  bool // some group is dirty
-	decided   bool // decide ran: recompute the deadline
+	candBuf   []policy.Candidate // rank's scratch
+	anyDirty  bool               // some group is dirty
+	decided   bool               // decide ran: recompute the deadline
 	acts      []Action
 	trace     []Observation
 	deadline  time.Time

@@ -483,7 +483,9 @@ func (c *Controller) rankKeyed(cn *conn, cur Pair, key rankKey) *rankResult {
 	for _, r := range cn.peers {
 		n += len(c.byRemote[r])
 	}
-	cands := make([]policy.Candidate, 0, n)
+	// The candidates buffer is reused: a Ranker returns copies (Ranked
+	// embeds each Candidate) and keeps nothing.
+	cands := slices.Grow(c.candBuf[:0], n)
 	for _, r := range cn.peers {
 		for _, p := range c.byRemote[r] {
 			cand := c.candidate(p, cur)
@@ -497,6 +499,7 @@ func (c *Controller) rankKeyed(cn *conn, cur Pair, key rankKey) *rankResult {
 		}
 	}
 	rr := &rankResult{ranked: c.ranker.Rank(cn.pol, cands), winner: -1}
+	c.candBuf = cands[:0]
 	for i := range rr.ranked {
 		r := &rr.ranked[i]
 		if r.Eligible && (cn.prefer == "" || r.Uplink.Name == cn.prefer) {
