@@ -178,6 +178,9 @@ func BenchmarkStepSAMove(b *testing.B) {
 			b.Fatalf("cycle %d: no forced move off %s", i, from)
 		}
 		for id := uint32(1); id <= n; id++ {
+			if events == b.N {
+				return // exactly b.N ike-updates, the last cycle cut short
+			}
 			now = now.Add(100 * time.Microsecond)
 			c.Step(now, EvIKEUpdate{Conn: c.sas[id].sa.Conn, UniqueID: id,
 				NewLocal: netip.AddrPortFrom(to.Local, 4500), NewRemote: netip.AddrPortFrom(to.Remote, 4500)})
