@@ -13,14 +13,66 @@ DEB_PKGS := strongswan-charon strongswan-swanctl libstrongswan-standard-plugins 
 BIN      := bin
 FUZZTIME ?= 60s
 
+# Version and revision stamped into the binaries (--version, mobike_build_info)
+# and the package: the latest vX.Y.Z tag, else 0.1.0~gitDATE.REV. The Go
+# toolchain stamps the revision itself only in a plain clone (not in a git
+# worktree, and not with GOFLAGS=-buildvcs=false), so it is passed here too.
+GIT_REV  := $(shell git rev-parse HEAD 2>/dev/null)
+VERSION  ?= $(shell v=$$(git describe --tags --match 'v[0-9]*' 2>/dev/null); \
+	if [ -n "$$v" ]; then echo "$$v" | sed "s/^v//" | sed 's/-/+/; s/-/./g'; \
+	else echo "0.1.0~git$$(git log -1 --format=%cd --date=format:%Y%m%d 2>/dev/null).$$(git rev-parse --short=12 HEAD 2>/dev/null)"; fi)
+VERSION  := $(VERSION)
+LDFLAGS  := -X github.com/mobiked/mobiked/cmd/internal/buildinfo.version=$(VERSION) \
+	-X github.com/mobiked/mobiked/cmd/internal/buildinfo.revision=$(GIT_REV)
+
+# Debian package (make deb): nfpm runs through `go run` at a fixed version.
+NFPM_VERSION ?= v2.45.2
+NFPM      ?= $(GO) run github.com/goreleaser/nfpm/v2/cmd/nfpm@$(NFPM_VERSION)
+DEB_OUT   ?= dist
+DEB_BUILD ?= $(DEB_OUT)/build
+DEB_ARCH  ?= $(shell $(GO) env GOARCH)
+
+# make install (non-Debian hosts): DESTDIR for staging, PREFIX for the binaries.
+DESTDIR  ?=
+PREFIX   ?= /usr
+UNITDIR  ?= /lib/systemd/system
+
 ROOT_TARGETS := deps test demo bench fuzz
 
-.PHONY: all build deps test demo bench fuzz vet clean $(ROOT_TARGETS)
+.PHONY: all build deps test demo bench fuzz vet clean deb install $(ROOT_TARGETS)
 
 all: build
 
 build:
-	$(GO) build -o $(BIN)/ ./cmd/...
+	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN)/ ./cmd/...
+
+# deb builds dist/mobiked_VERSION_ARCH.deb (or into DEB_OUT): static binaries,
+# the systemd unit, charon's settings at /etc/strongswan.d/mobiked.conf, an
+# empty (zero-config) /etc/mobiked/mobiked.yaml conffile, docs, LICENSE.
+# deploy TestDebPackage checks its layout.
+deb:
+	rm -rf $(DEB_BUILD) && mkdir -p $(DEB_BUILD) $(DEB_OUT)
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w $(LDFLAGS)" -o $(DEB_BUILD)/ ./cmd/mobiked ./cmd/mobikectl ./cmd/mobike-conform
+	$(DEB_BUILD)/mobikectl completion bash > $(DEB_BUILD)/mobikectl.bash
+	sed 's|@DEB_BUILD@|$(DEB_BUILD)|g' deploy/nfpm.yaml > $(DEB_BUILD)/nfpm.yaml
+	VERSION="$(VERSION)" DEB_ARCH="$(DEB_ARCH)" \
+		$(NFPM) package --config $(DEB_BUILD)/nfpm.yaml --packager deb --target $(DEB_OUT)/
+	rm -rf $(DEB_BUILD)
+
+# install puts the same files as the package in place, for hosts without
+# dpkg (run as root, or with DESTDIR). Existing config files are kept.
+install: build
+	install -D -m 0755 $(BIN)/mobiked $(DESTDIR)$(PREFIX)/sbin/mobiked
+	install -D -m 0755 $(BIN)/mobikectl $(DESTDIR)$(PREFIX)/bin/mobikectl
+	install -D -m 0755 $(BIN)/mobike-conform $(DESTDIR)$(PREFIX)/bin/mobike-conform
+	install -d -m 0755 $(DESTDIR)$(UNITDIR) $(DESTDIR)$(PREFIX)/share/doc/mobiked/examples $(DESTDIR)/etc/strongswan.d
+	sed 's|/usr/sbin/mobiked|$(PREFIX)/sbin/mobiked|' deploy/systemd/mobiked.service > $(DESTDIR)$(UNITDIR)/mobiked.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/mobiked.service
+	[ -e $(DESTDIR)/etc/strongswan.d/mobiked.conf ] || install -m 0644 deploy/strongswan.d/mobiked.conf $(DESTDIR)/etc/strongswan.d/mobiked.conf
+	[ -e $(DESTDIR)/etc/mobiked/mobiked.yaml ] || install -D -m 0640 deploy/debian/mobiked.yaml $(DESTDIR)/etc/mobiked/mobiked.yaml
+	install -m 0644 deploy/mobiked.yaml $(DESTDIR)$(PREFIX)/share/doc/mobiked/examples/mobiked.yaml
+	install -m 0644 README.md docs/deploy.md docs/conformance.md deploy/METRICS.md LICENSE $(DESTDIR)$(PREFIX)/share/doc/mobiked/
+	@echo "installed; next: restart charon, then systemctl daemon-reload && systemctl enable --now mobiked && mobikectl doctor"
 
 vet:
 	$(GO) vet ./...
@@ -87,4 +139,4 @@ fuzz:
 endif
 
 clean:
-	rm -rf $(BIN)
+	rm -rf $(BIN) dist

@@ -6,6 +6,12 @@ package deploy
 
 import _ "embed"
 
+// CharonConfPath is where MobikedConf is installed: Debian's strongswan.conf
+// includes strongswan.d/*.conf at the top level (strongswan.d/charon/*.conf
+// lands inside charon.plugins, where these settings mean nothing). The docs,
+// the Debian package and the lab all use this path; a test checks the docs.
+const CharonConfPath = "/etc/strongswan.d/mobiked.conf"
+
 // MobikedConf is strongswan.d/mobiked.conf: the charon settings of steering
 // recipe B (prefer_best_path, kernel-netlink fwmark and process_rules).
 //

@@ -1,6 +1,7 @@
 package mobike
 
 import (
+	"fmt"
 	"net/netip"
 	"slices"
 	"strings"
@@ -55,25 +56,60 @@ type Controller struct {
 	localWhy map[netip.Addr]PathReason
 	locals   []localAddr // locally operational, sorted by address
 
-	pairs     map[Pair]*pair
-	pairKeys  []Pair // sorted
-	byRemote  map[netip.Addr][]*pair
-	stopped   []Pair        // removed in this Step, ActProbeStop pending
-	active    map[Pair]bool // pairs an SA is on or a steer targets
-	activeOK  bool          // active is up to date
-	remotes   map[netip.Addr][]*conn
-	slas      []policy.SLA // distinct connection SLAs (for pair signatures)
-	pairsDirt bool         // pair set must be recomputed
+	pairs    map[Pair]*pair
+	pairKeys []Pair                 // sorted
+	byRemote map[netip.Addr][]*pair // by local address
+	stopped  []Pair                 // removed in this Step, ActProbeStop pending
+	active   map[Pair]bool          // pairs an SA is on or a steer targets
+	activeOK bool                   // active is up to date
+	// probeDirty are pairs whose prober parameters may have changed (an SA
+	// came or left, the connections of the peer address changed); all are
+	// looked at when !activeOK.
+	probeDirty map[Pair]bool
+	remotes    map[netip.Addr][]*conn // the connections of a peer address, by name
+	slas       []policy.SLA           // distinct connection SLAs (for pair signatures)
+	saOn       map[Pair]int           // SAs on each pair (no zero entries)
+	// The pair set is recomputed per peer address: those in dirtyRemotes,
+	// or all when allPairs (the local addresses or the policy changed).
+	pairsDirt    bool
+	allPairs     bool
+	dirtyRemotes map[netip.Addr]bool
 
 	conns    map[string]*conn
 	connList []*conn // sorted by name
 	sas      map[uint32]*saState
 	charonUp bool
 
+	groups     []*group // steering groups, by key
+	groupByKey map[string]*group
+	groupOf    map[netip.Addr]*group // the group of each live peer address (groups are disjoint)
+	groupsDirt bool                  // group membership must be recomputed
+	// Groups to evaluate in this Step: dirtyGroups (each with dirty set),
+	// or every group when allDirty.
+	dirtyGroups []*group
+	allDirty    bool
+
+	// The routing state: recomputed when routingDirt, emitted (ActRouting)
+	// when it differs from desired and the core is ready (netSeen and
+	// saListSeen since charon came up).
+	routingDirt bool
+	netSeen     bool
+	saListSeen  bool
+	gen         uint64
+	desired     Desired
+	routingAct  *ActRouting // emitted by this Step
+	// netGen counts network and policy changes: a group's cached routing
+	// entry (group.dg) and the uplink tables are valid for one netGen.
+	netGen    uint64
+	uplinks0  []DesiredUplink
+	uplinksAt uint64 // netGen of uplinks0 (0: none)
+	// desiredStale: an entry changed since desired was last compared.
+	desiredStale bool
+
 	rankCache map[rankKey]*rankResult
-	peerSets  map[string]int // interned peer-set keys
-	anyDirty  bool           // some conn.dirty is set
-	decided   bool           // decide ran: recompute the deadline
+	candBuf   []policy.Candidate // rank's scratch
+	anyDirty  bool               // some group is dirty
+	decided   bool               // decide ran: recompute the deadline
 	acts      []Action
 	trace     []Observation
 	deadline  time.Time
@@ -88,43 +124,55 @@ type localAddr struct {
 type saState struct {
 	sa   SA
 	pair Pair
+	// visited are the remote addresses this SA has been on: each is a
+	// learned peer address of its connection until the SA goes away.
+	visited []netip.Addr
 }
 
-// conn is one steering group: a charon connection and all its SAs.
+// conn is one charon connection and its SAs. Connections whose peer address
+// sets overlap form a steering group (group.go), which decides for all of
+// them.
 type conn struct {
 	name     string
 	pol      policy.ConnPolicy
-	explicit bool // pol comes from Settings.Conns (not the default)
+	explicit bool   // pol comes from Settings.Conns (not the default)
+	polKey   string // pol without its name: equal keys, equal rankings
+	order    int    // place in Settings.Conns (unlisted: after all listed)
 
 	remoteAddrs []netip.Addr // charon's remote_addrs (EvConns)
-	learned     []netip.Addr // from SAs and ike-updates
-	peers       []netip.Addr // sorted union with pol.ExtraPeers
-	peersID     int          // interned peers (equal sets, equal IDs)
-	sas         []uint32     // sorted
+	// learned are the remote addresses SAs of the connection are or have
+	// been on, each with those SAs' IDs: an address is dropped with its
+	// last SA (bounded memory on responders with road-warrior clients).
+	learned map[netip.Addr][]uint32
+	// peers is the sorted union of remoteAddrs, pol.ExtraPeers and
+	// learned; a new slice whenever it changes (never modified in place).
+	peers  []netip.Addr
+	sas    []uint32 // sorted
+	nInit  int      // SAs of which we are the original initiator
+	nSteer int      // steerable SAs (steerable)
 
-	dirty    bool
-	deadline time.Time
-	decision string
-
-	pending      *pendingSteer
-	failures     int
-	backoffUntil time.Time
-	moves        []time.Time // steer times within the move window
-	hold         holdKey
-	budgetNoted  time.Time // Until of the last MoveBudgetExhausted
-	alerts       map[string]bool
-	natExcluded  map[Pair]bool
+	group       *group // nil when not live (not loaded in charon, no SA)
+	class       *class // the members of its group that share its ranking
+	conflict    string // why the group's pair breaks this connection's policy ("" = it does not)
+	natExcluded map[Pair]bool
 
 	prefer      string
 	preferUntil time.Time
 }
 
+// live reports whether the connection takes part in steering: charon has it
+// loaded with remote addresses, or it has SAs.
+func (cn *conn) live() bool { return len(cn.remoteAddrs) > 0 || len(cn.sas) > 0 }
+
 type pendingSteer struct {
-	from, to Pair
-	peers    []netip.Addr // the connection's peer addresses at the steer
+	from     []Pair // the pairs the group's steerable SAs were on
+	to       Pair
+	peers    []netip.Addr // the group's peer addresses at the steer
 	at       time.Time
 	deadline time.Time
-	forced   bool
+	cause    SteerCause
+	gen      uint64 // routing generation that carried it (0: not yet emitted)
+	onTarget int    // steerable SAs on the target at the last deadline (progress)
 }
 
 type holdKey struct {
@@ -132,11 +180,13 @@ type holdKey struct {
 	until time.Time
 }
 
+// rankKey identifies a ranking: the class of the connections that share it
+// (nil for a connection in no group: then the connection itself) and the
+// current pair.
 type rankKey struct {
-	pol   string
-	peers int
-	cur   Pair
-	pref  string
+	cls *class
+	cn  *conn
+	cur Pair
 }
 
 // New returns a Controller with no state: it learns links and addresses from
@@ -152,10 +202,15 @@ func New(cfg Config) *Controller {
 		pairs:      map[Pair]*pair{},
 		byRemote:   map[netip.Addr][]*pair{},
 		remotes:    map[netip.Addr][]*conn{},
+		saOn:       map[Pair]int{},
+		probeDirty: map[Pair]bool{},
 		conns:      map[string]*conn{},
-		peerSets:   map[string]int{},
 		sas:        map[uint32]*saState{},
-		charonUp:   true,
+		groupByKey: map[string]*group{},
+		groupOf:    map[netip.Addr]*group{},
+
+		dirtyRemotes: map[netip.Addr]bool{},
+		charonUp:     true,
 	}
 	if c.ranker == nil {
 		c.ranker = policy.DefaultRanker{}
@@ -214,8 +269,8 @@ func (c *Controller) Step(now time.Time, ev Event) []Action {
 		c.onCharon(ev.Up)
 	case EvConns:
 		c.onConns(ev.Conns)
-	case EvSteerApplied:
-		c.onSteerApplied(ev)
+	case EvRoutingApplied:
+		c.onRoutingApplied(ev)
 	case EvConfig:
 		c.setPolicy(ev.Policy)
 		c.observe(ConfigApplied{})
@@ -227,7 +282,11 @@ func (c *Controller) Step(now time.Time, ev Event) []Action {
 	if c.pairsDirt {
 		c.syncPairs()
 	}
+	if c.groupsDirt {
+		c.syncGroups()
+	}
 	c.decide()
+	c.updateRouting()
 	return c.flush()
 }
 
@@ -249,7 +308,14 @@ func (c *Controller) setPolicy(s policy.Settings) {
 
 func (c *Controller) applyConnPolicy(cn *conn) {
 	cn.pol = c.pol.Conn(cn.name)
-	cn.explicit = slices.ContainsFunc(c.pol.Conns, func(p policy.ConnPolicy) bool { return p.Name == cn.name })
+	cn.order = slices.IndexFunc(c.pol.Conns, func(p policy.ConnPolicy) bool { return p.Name == cn.name })
+	cn.explicit = cn.order >= 0
+	if !cn.explicit {
+		cn.order = len(c.pol.Conns)
+	}
+	p := cn.pol
+	p.Name = ""
+	cn.polKey = fmt.Sprintf("%#v", p)
 	c.recomputePeers(cn)
 }
 
@@ -279,17 +345,36 @@ func (c *Controller) slaMask(p *pair) uint64 {
 	return m
 }
 
+// markDirty asks for the connection's group to be evaluated in this Step
+// (groups rebuilt in this Step are evaluated anyway).
 func (c *Controller) markDirty(cn *conn) {
-	cn.dirty = true
+	if cn.group != nil {
+		c.markGroup(cn.group)
+	}
+	c.anyDirty = true
+}
+
+// markGroup asks for g to be evaluated in this Step (or, when it is being
+// evaluated, in the next one).
+func (c *Controller) markGroup(g *group) {
+	if !g.dirty {
+		g.dirty = true
+		c.dirtyGroups = append(c.dirtyGroups, g)
+	}
 	c.anyDirty = true
 }
 
 func (c *Controller) markAllDirty() {
-	for _, cn := range c.connList {
-		cn.dirty = true
-	}
+	c.allDirty = true
 	c.anyDirty = true
 	c.activeOK = false
+	c.routingDirt = true
+}
+
+// dirtyRemote asks for the pairs of peer address a to be recomputed.
+func (c *Controller) dirtyRemote(a netip.Addr) {
+	c.dirtyRemotes[a] = true
+	c.pairsDirt = true
 }
 
 // ---- connections and peers ----
@@ -298,8 +383,8 @@ func (c *Controller) conn(name string) *conn {
 	if cn, ok := c.conns[name]; ok {
 		return cn
 	}
-	cn := &conn{name: name, alerts: map[string]bool{}, natExcluded: map[Pair]bool{}}
-	c.markDirty(cn)
+	cn := &conn{name: name, natExcluded: map[Pair]bool{}, learned: map[netip.Addr][]uint32{}}
+	c.anyDirty = true
 	c.conns[name] = cn
 	i, _ := slices.BinarySearchFunc(c.connList, name, func(x *conn, n string) int { return strings.Compare(x.name, n) })
 	c.connList = slices.Insert(c.connList, i, cn)
@@ -309,17 +394,21 @@ func (c *Controller) conn(name string) *conn {
 
 // gcConn forgets a connection nobody refers to any more.
 func (c *Controller) gcConn(cn *conn) {
-	if len(cn.sas) > 0 || len(cn.remoteAddrs) > 0 || cn.explicit || cn.prefer != "" {
+	if cn.live() || cn.explicit || cn.prefer != "" {
 		return
 	}
 	delete(c.conns, cn.name)
 	c.connList = slices.DeleteFunc(c.connList, func(x *conn) bool { return x == cn })
-	c.rebuildRemotes()
+	old := cn.peers
+	cn.peers = nil
+	c.peersChanged(cn, old)
 }
 
-func (c *Controller) recomputePeers(cn *conn) {
-	var ps []netip.Addr
-	for _, set := range [][]netip.Addr{cn.remoteAddrs, cn.pol.ExtraPeers, cn.learned} {
+// recomputePeers recomputes cn's peer addresses and reports whether they
+// changed.
+func (c *Controller) recomputePeers(cn *conn) bool {
+	ps := make([]netip.Addr, 0, len(cn.remoteAddrs)+len(cn.pol.ExtraPeers)+len(cn.learned))
+	for _, set := range [][]netip.Addr{cn.remoteAddrs, cn.pol.ExtraPeers} {
 		for _, a := range set {
 			a = a.Unmap()
 			if validPeer(a) {
@@ -327,25 +416,103 @@ func (c *Controller) recomputePeers(cn *conn) {
 			}
 		}
 	}
+	for a := range cn.learned {
+		ps = append(ps, a)
+	}
 	slices.SortFunc(ps, netip.Addr.Compare)
 	ps = slices.Compact(ps)
 	if slices.Equal(ps, cn.peers) {
+		return false
+	}
+	old := cn.peers
+	cn.peers = ps
+	c.peersChanged(cn, old)
+	return true
+}
+
+// peersChanged updates what depends on cn's peer addresses after they
+// changed from old: the connections of each address, the pairs of the
+// addresses that came or went, and cn's steering group (in place when no
+// group merges or splits; otherwise groupsDirt).
+func (c *Controller) peersChanged(cn *conn, old []netip.Addr) {
+	added, removed := diffSorted(old, cn.peers)
+	for _, a := range removed {
+		cs := slices.DeleteFunc(c.remotes[a], func(x *conn) bool { return x == cn })
+		if len(cs) == 0 {
+			delete(c.remotes, a)
+		} else {
+			c.remotes[a] = cs
+		}
+		c.dirtyRemote(a)
+	}
+	for _, a := range added {
+		cs := c.remotes[a]
+		i, _ := slices.BinarySearchFunc(cs, cn.name, func(x *conn, n string) int { return strings.Compare(x.name, n) })
+		c.remotes[a] = slices.Insert(cs, i, cn)
+		c.dirtyRemote(a) // and its pairs' probe method (their first connection's)
+	}
+	c.markDirty(cn)
+	g := cn.group
+	if g == nil || !cn.live() {
+		if g != nil || cn.live() {
+			c.groupsDirt = true
+		}
 		return
 	}
-	cn.peers = ps
-	var b strings.Builder
-	for _, a := range ps {
-		b.WriteString(a.String())
-		b.WriteByte(',')
+	if len(removed) > 0 && len(g.members) > 1 {
+		c.groupsDirt = true // the group may split
+		return
 	}
-	id, ok := c.peerSets[b.String()]
-	if !ok {
-		id = len(c.peerSets) + 1
-		c.peerSets[b.String()] = id
+	for _, a := range added {
+		for _, o := range c.remotes[a] {
+			if o != cn && o.live() && o.group != g {
+				c.groupsDirt = true // groups merge
+				return
+			}
+		}
 	}
-	cn.peersID = id
-	c.markDirty(cn)
-	c.pairsDirt = true
+	g.dgOK = false
+	if len(g.members) == 1 {
+		g.peers = cn.peers
+	} else {
+		g.peers = mergeSorted(g.peers, added)
+		c.buildClasses(g) // cn's ranking inputs changed
+	}
+	for _, a := range removed {
+		delete(c.groupOf, a)
+	}
+	for _, a := range added {
+		c.groupOf[a] = g
+	}
+	c.routingDirt = true
+}
+
+// diffSorted returns the addresses of new not in old and those of old not in
+// new (both sorted and without duplicates).
+func diffSorted(old, new []netip.Addr) (added, removed []netip.Addr) {
+	i, j := 0, 0
+	for i < len(old) || j < len(new) {
+		switch {
+		case j == len(new) || (i < len(old) && old[i].Less(new[j])):
+			removed = append(removed, old[i])
+			i++
+		case i == len(old) || new[j].Less(old[i]):
+			added = append(added, new[j])
+			j++
+		default:
+			i++
+			j++
+		}
+	}
+	return added, removed
+}
+
+// mergeSorted returns a new sorted slice with the addresses of a and b.
+func mergeSorted(a, b []netip.Addr) []netip.Addr {
+	out := make([]netip.Addr, 0, len(a)+len(b))
+	out = append(append(out, a...), b...)
+	slices.SortFunc(out, netip.Addr.Compare)
+	return slices.Compact(out)
 }
 
 // knows reports whether a is already a peer address of cn.
@@ -354,17 +521,64 @@ func (cn *conn) knows(a netip.Addr) bool {
 	return ok
 }
 
-func (c *Controller) learnPeer(cn *conn, a netip.Addr) {
-	a = a.Unmap()
-	if !validPeer(a) || cn.knows(a) || slices.Contains(cn.learned, a) {
-		return
+// pinned reports whether a is a peer address of cn whatever its SAs do
+// (charon's remote_addrs or the policy's extra peers).
+func (cn *conn) pinned(a netip.Addr) bool {
+	for _, set := range [][]netip.Addr{cn.remoteAddrs, cn.pol.ExtraPeers} {
+		for _, x := range set {
+			if x.Unmap() == a {
+				return true
+			}
+		}
 	}
-	cn.learned = append(cn.learned, a)
-	c.observe(PeerLearned{Conn: cn.name, Addr: a})
-	c.recomputePeers(cn)
-	c.rebuildRemotes()
+	return false
 }
 
+// learnPeer records that SA s of cn is on remote address a: a is a peer
+// address of cn until s goes away.
+func (c *Controller) learnPeer(cn *conn, s *saState, a netip.Addr) {
+	a = a.Unmap()
+	if !validPeer(a) || slices.Contains(s.visited, a) {
+		return
+	}
+	s.visited = append(s.visited, a)
+	_, had := cn.learned[a]
+	cn.learned[a] = append(cn.learned[a], s.sa.UniqueID)
+	if had || cn.knows(a) {
+		return
+	}
+	c.observe(PeerLearned{Conn: cn.name, Addr: a})
+	old := cn.peers
+	cn.peers = mergeSorted(old, []netip.Addr{a})
+	c.peersChanged(cn, old)
+}
+
+// forgetSA drops what SA s taught cn: an address no other SA is or was on
+// stops being a peer address.
+func (c *Controller) forgetSA(cn *conn, s *saState) {
+	var drop []netip.Addr
+	for _, a := range s.visited {
+		ids := slices.DeleteFunc(cn.learned[a], func(id uint32) bool { return id == s.sa.UniqueID })
+		if len(ids) > 0 {
+			cn.learned[a] = ids
+			continue
+		}
+		delete(cn.learned, a)
+		if !cn.pinned(a) {
+			drop = append(drop, a)
+		}
+	}
+	s.visited = nil
+	if len(drop) == 0 {
+		return
+	}
+	old := cn.peers
+	cn.peers = slices.DeleteFunc(slices.Clone(old), func(a netip.Addr) bool { return slices.Contains(drop, a) })
+	c.peersChanged(cn, old)
+}
+
+// rebuildRemotes recomputes the connections of every peer address, and then
+// every pair and group.
 func (c *Controller) rebuildRemotes() {
 	c.activeOK = false // a pair's probe method follows its first connection
 	clear(c.remotes)
@@ -373,7 +587,8 @@ func (c *Controller) rebuildRemotes() {
 			c.remotes[a] = append(c.remotes[a], cn)
 		}
 	}
-	c.pairsDirt = true
+	c.pairsDirt, c.allPairs = true, true
+	c.groupsDirt = true
 }
 
 func (c *Controller) onConns(conns []Conn) {
@@ -381,6 +596,7 @@ func (c *Controller) onConns(conns []Conn) {
 	for _, k := range conns {
 		seen[k.Name] = true
 		cn := c.conn(k.Name)
+		was := cn.live()
 		addrs := slices.Clone(k.RemoteAddrs)
 		for i := range addrs {
 			addrs[i] = addrs[i].Unmap()
@@ -388,15 +604,21 @@ func (c *Controller) onConns(conns []Conn) {
 		slices.SortFunc(addrs, netip.Addr.Compare)
 		cn.remoteAddrs = slices.Compact(addrs)
 		c.recomputePeers(cn)
+		if cn.live() != was {
+			c.groupsDirt = true
+		}
 	}
 	for _, cn := range slices.Clone(c.connList) {
 		if !seen[cn.name] && len(cn.remoteAddrs) > 0 {
 			cn.remoteAddrs = nil
 			c.recomputePeers(cn)
+			if !cn.live() {
+				c.groupsDirt = true
+			}
 			c.gcConn(cn)
 		}
 	}
-	c.rebuildRemotes()
+	c.routingDirt = true
 }
 
 func (c *Controller) onPrefer(ev EvPrefer) {
@@ -406,6 +628,9 @@ func (c *Controller) onPrefer(ev EvPrefer) {
 		cn.preferUntil = time.Time{}
 	}
 	c.observe(PreferChanged{Conn: cn.name, Uplink: cn.prefer, Until: cn.preferUntil})
+	if cn.group != nil {
+		c.buildClasses(cn.group) // an override ranks on its own
+	}
 	c.markDirty(cn)
 	c.gcConn(cn)
 }
@@ -426,6 +651,7 @@ func (c *Controller) onNetState(ns NetState) {
 	}
 	c.recomputeLocals()
 	c.markAllDirty()
+	c.netSeen = true
 }
 
 // recomputeLocals derives the locally operational addresses (RFC 4621 §2).
@@ -455,7 +681,8 @@ func (c *Controller) recomputeLocals() {
 	slices.SortFunc(ls, func(x, y localAddr) int { return x.addr.Compare(y.addr) })
 	ls = slices.CompactFunc(ls, func(x, y localAddr) bool { return x.addr == y.addr })
 	c.locals = ls
-	c.pairsDirt = true
+	c.pairsDirt, c.allPairs = true, true
+	c.netGen++ // routing entries depend on links, addresses, gateways
 }
 
 // nexthop returns the gateway of a link for a family (zero: on-link).
@@ -469,12 +696,34 @@ func (c *Controller) nexthop(linkIdx int, v4 bool) netip.Addr {
 }
 
 // syncPairs recomputes the candidate pairs: every locally operational address
-// × every peer address of the same family, shared by all connections.
+// × every peer address of the same family, shared by all connections. Only
+// the peer addresses in dirtyRemotes are looked at, unless allPairs.
 func (c *Controller) syncPairs() {
 	c.pairsDirt = false
+	full := c.allPairs
+	c.allPairs = false
+	var rs []netip.Addr
+	if full {
+		for r := range c.remotes {
+			rs = append(rs, r)
+		}
+		for r := range c.byRemote {
+			if _, ok := c.remotes[r]; !ok {
+				rs = append(rs, r)
+			}
+		}
+	} else {
+		for r := range c.dirtyRemotes {
+			rs = append(rs, r)
+		}
+	}
+	clear(c.dirtyRemotes)
 	want := map[Pair]localAddr{}
-	var occupied map[Pair]bool
-	for r, cs := range c.remotes {
+	for _, r := range rs {
+		cs := c.remotes[r]
+		if len(cs) == 0 {
+			continue
+		}
 		// A peer address used only by connections whose SAs are all
 		// responder SAs (we never steer them) gets only the pairs SAs are
 		// on: monitoring, not candidates.
@@ -485,24 +734,27 @@ func (c *Controller) syncPairs() {
 				break
 			}
 		}
-		if monitorOnly && occupied == nil {
-			occupied = map[Pair]bool{}
-			for _, s := range c.sas {
-				occupied[s.pair] = true
-			}
-		}
 		for _, l := range c.locals {
 			k := Pair{Local: l.addr, Remote: r}
-			if l.addr.Is4() == r.Is4() && (!monitorOnly || occupied[k]) {
+			if l.addr.Is4() == r.Is4() && (!monitorOnly || c.saOn[k] > 0) {
 				want[k] = l
 			}
 		}
 	}
-	changed := false
-	for _, k := range c.pairKeys {
-		if _, ok := want[k]; ok {
-			continue
+	for k := range want {
+		c.probeDirty[k] = true // new, or its connections changed
+	}
+	var gone []Pair
+	for _, r := range rs {
+		for _, p := range c.byRemote[r] {
+			if _, ok := want[p.p]; !ok {
+				gone = append(gone, p.p)
+			}
 		}
+	}
+	slices.SortFunc(gone, comparePair)
+	changed, siblings := false, false
+	for _, k := range gone {
 		p := c.pairs[k]
 		why := ReasonPeerGone
 		if _, ok := c.remotes[k.Remote]; ok {
@@ -515,6 +767,7 @@ func (c *Controller) syncPairs() {
 			}
 		}
 		if why != ReasonResponderOnly {
+			siblings = siblings || p.state.Usable() // setState restarts its siblings' stability
 			c.setState(p, PathDown, why)
 		}
 		delete(c.pairs, k)
@@ -549,29 +802,56 @@ func (c *Controller) syncPairs() {
 	if !changed {
 		return
 	}
-	c.pairKeys = c.pairKeys[:0]
-	for k := range c.pairs {
-		c.pairKeys = append(c.pairKeys, k)
+	if full {
+		c.pairKeys = c.pairKeys[:0]
+		for k := range c.pairs {
+			c.pairKeys = append(c.pairKeys, k)
+		}
+		slices.SortFunc(c.pairKeys, comparePair)
+		clear(c.byRemote)
+		for _, k := range c.pairKeys {
+			c.byRemote[k.Remote] = append(c.byRemote[k.Remote], c.pairs[k])
+		}
+		c.markAllDirty()
+		return
 	}
-	slices.SortFunc(c.pairKeys, comparePair)
-	clear(c.byRemote)
-	for _, k := range c.pairKeys {
-		c.byRemote[k.Remote] = append(c.byRemote[k.Remote], c.pairs[k])
+	for _, k := range gone {
+		if i, ok := slices.BinarySearchFunc(c.pairKeys, k, comparePair); ok {
+			c.pairKeys = slices.Delete(c.pairKeys, i, i+1)
+		}
 	}
-	c.markAllDirty()
+	for _, k := range added {
+		i, _ := slices.BinarySearchFunc(c.pairKeys, k, comparePair)
+		c.pairKeys = slices.Insert(c.pairKeys, i, k)
+	}
+	for _, r := range rs {
+		var ps []*pair
+		for _, l := range c.locals {
+			if p := c.pairs[Pair{Local: l.addr, Remote: r}]; p != nil {
+				ps = append(ps, p)
+			}
+		}
+		if len(ps) == 0 {
+			delete(c.byRemote, r)
+		} else {
+			c.byRemote[r] = ps
+		}
+	}
+	if siblings {
+		c.markAllDirty()
+		return
+	}
+	for _, r := range rs {
+		if g := c.groupOf[r]; g != nil {
+			c.markGroup(g)
+		}
+	}
+	c.anyDirty = true
 }
 
 // responderOnly reports whether cn has SAs and none is ours to steer.
 func (c *Controller) responderOnly(cn *conn) bool {
-	if len(cn.sas) == 0 {
-		return false
-	}
-	for _, id := range cn.sas {
-		if c.sas[id].sa.Initiator {
-			return false
-		}
-	}
-	return true
+	return len(cn.sas) > 0 && cn.nInit == 0
 }
 
 func comparePair(a, b Pair) int {
@@ -618,7 +898,7 @@ func (c *Controller) onProbe(ev EvProbeResult) {
 	if !ok {
 		return // a late result for a pair that is gone
 	}
-	oldNAT, oldClass, oldMask := p.stats.NAT, p.rttClass, p.slaMask
+	oldNAT, oldClass, oldHalf, oldMask := p.stats.NAT, p.rttClass, p.rttHalfClass, p.slaMask
 	p.stats = ev.Stats
 	in, why := classify(ev, c.pol.Path)
 	changed := false
@@ -629,11 +909,13 @@ func (c *Controller) onProbe(ev EvProbeResult) {
 		c.setState(p, to, why)
 		changed = true
 	}
-	p.rttClass = policy.RTTClass(p.rtt())
+	// the ranking uses half the RTT of a connection's current pair
+	p.rttClass, p.rttHalfClass = policy.RTTClass(p.rtt()), policy.RTTClass(p.rtt()/2)
 	p.slaMask = c.slaMask(p)
-	if changed || p.stats.NAT != oldNAT || p.rttClass != oldClass || p.slaMask != oldMask {
-		for _, cn := range c.remotes[k.Remote] {
-			c.markDirty(cn)
+	if changed || p.stats.NAT != oldNAT || p.rttClass != oldClass || p.rttHalfClass != oldHalf || p.slaMask != oldMask {
+		// Only the group that has the peer address ranks this pair.
+		if g := c.groupOf[k.Remote]; g != nil {
+			c.markGroup(g)
 		}
 	}
 }
@@ -669,15 +951,36 @@ func (c *Controller) recomputeActive() {
 		c.active = map[Pair]bool{}
 	}
 	clear(c.active)
-	for _, s := range c.sas {
-		c.active[s.pair] = true
+	for k := range c.saOn {
+		c.active[k] = true
 	}
-	for _, cn := range c.connList {
-		if cn.pending != nil {
-			c.active[cn.pending.to] = true
+	for _, g := range c.groups {
+		if g.pending != nil {
+			c.active[g.pending.to] = true
 		}
 	}
 	c.activeOK = true
+}
+
+// isTarget reports whether a pending steer targets pair k (only the group
+// of k's peer address can steer onto it).
+func (c *Controller) isTarget(k Pair) bool {
+	g := c.groupOf[k.Remote]
+	return g != nil && g.pending != nil && g.pending.to == k
+}
+
+// restartProbe appends the ActProbeStart p needs when its prober should
+// run with other parameters.
+func (c *Controller) restartProbe(out []Action, p *pair) []Action {
+	w := c.wantStart(p)
+	if w == p.started {
+		return out
+	}
+	p.started = w
+	if to, ok := transition(p.state, inProbeStart); ok {
+		c.setState(p, to, ReasonProbeStarted)
+	}
+	return append(out, w)
 }
 
 // flush assembles the Step's actions and the next deadline.
@@ -691,30 +994,46 @@ func (c *Controller) flush() []Action {
 	}
 	c.stopped = c.stopped[:0]
 	// What a pair's prober should run changes only with the active set,
-	// the pair set or the policy, all of which clear activeOK.
+	// the pair set, the connections of its peer address or the policy:
+	// steers, groups, policy and network changes clear activeOK (every pair
+	// is looked at), SA events and peer address changes mark the pairs
+	// they touch.
 	if !c.activeOK {
 		c.recomputeActive()
+		clear(c.probeDirty)
 		for _, k := range c.pairKeys {
-			p := c.pairs[k]
-			w := c.wantStart(p)
-			if w == p.started {
-				continue
+			out = c.restartProbe(out, c.pairs[k])
+		}
+	} else if len(c.probeDirty) > 0 {
+		ks := make([]Pair, 0, len(c.probeDirty))
+		for k := range c.probeDirty {
+			ks = append(ks, k)
+		}
+		clear(c.probeDirty)
+		slices.SortFunc(ks, comparePair)
+		for _, k := range ks {
+			if c.saOn[k] > 0 || c.isTarget(k) {
+				c.active[k] = true
+			} else {
+				delete(c.active, k)
 			}
-			p.started = w
-			out = append(out, w)
-			if to, ok := transition(p.state, inProbeStart); ok {
-				c.setState(p, to, ReasonProbeStarted)
+			if p := c.pairs[k]; p != nil {
+				out = c.restartProbe(out, p)
 			}
 		}
+	}
+	if c.routingAct != nil {
+		out = append(out, *c.routingAct)
+		c.routingAct = nil
 	}
 	out = append(out, c.acts...)
 	c.acts = nil
 	if c.decided {
 		c.decided = false
 		c.deadline = time.Time{}
-		for _, cn := range c.connList {
-			if !cn.deadline.IsZero() && (c.deadline.IsZero() || cn.deadline.Before(c.deadline)) {
-				c.deadline = cn.deadline
+		for _, g := range c.groups {
+			if !g.deadline.IsZero() && (c.deadline.IsZero() || g.deadline.Before(c.deadline)) {
+				c.deadline = g.deadline
 			}
 		}
 	}
@@ -747,6 +1066,8 @@ func (c *Controller) onSAList(sas []SA) {
 	for _, s := range sorted {
 		c.upsertSA(s)
 	}
+	c.saListSeen = true
+	c.routingDirt = true
 }
 
 func (c *Controller) upsertSA(sa SA) {
@@ -758,22 +1079,46 @@ func (c *Controller) upsertSA(sa SA) {
 		ok = false
 	}
 	cn := c.conn(sa.Conn)
-	c.learnPeer(cn, np.Remote)
+	wasResp := c.responderOnly(cn)
 	if !ok {
-		c.sas[sa.UniqueID] = &saState{sa: sa, pair: np}
+		s = &saState{sa: sa, pair: np}
+		c.sas[sa.UniqueID] = s
 		i, _ := slices.BinarySearch(cn.sas, sa.UniqueID)
 		cn.sas = slices.Insert(cn.sas, i, sa.UniqueID)
+		if len(cn.sas) == 1 && len(cn.remoteAddrs) == 0 {
+			c.groupsDirt = true // the connection became live
+		}
 		c.observe(SAAdded{Conn: cn.name, ID: sa.UniqueID, Pair: np, Initiator: sa.Initiator})
 	} else {
 		if s.pair != np {
-			c.observe(SAMoved{Conn: cn.name, ID: sa.UniqueID, From: s.pair, To: np,
-				Steered: cn.pending != nil && cn.pending.to == np})
+			o := SAMoved{Conn: cn.name, ID: sa.UniqueID, From: s.pair, To: np}
+			if g := cn.group; g != nil {
+				o.Group = g.name
+				o.Steered = g.pending != nil && g.pending.to == np
+			}
+			c.observe(o)
 		}
+		c.account(cn, s, -1)
 		s.sa, s.pair = sa, np
 	}
+	c.account(cn, s, 1)
+	c.learnPeer(cn, s, np.Remote)
+	if c.responderOnly(cn) != wasResp {
+		for _, a := range cn.peers {
+			c.dirtyRemote(a) // its peer addresses may become candidates, or stop being ones
+		}
+	}
 	c.markDirty(cn)
-	c.activeOK = false
-	c.pairsDirt = true
+	c.saChanged(cn)
+}
+
+// saChanged notes that an SA of cn changed: its group's routing entry may
+// (an SA that is not steerable keeps its peer address from a prohibit).
+func (c *Controller) saChanged(cn *conn) {
+	if cn.group != nil {
+		cn.group.dgOK = false
+	}
+	c.routingDirt = true
 }
 
 func (c *Controller) removeSA(id uint32) {
@@ -781,28 +1126,32 @@ func (c *Controller) removeSA(id uint32) {
 	if !ok {
 		return
 	}
-	delete(c.sas, id)
 	cn := c.conns[s.sa.Conn]
+	wasResp := c.responderOnly(cn)
+	c.account(cn, s, -1)
+	delete(c.sas, id)
 	if i, found := slices.BinarySearch(cn.sas, id); found {
 		cn.sas = slices.Delete(cn.sas, i, i+1)
 	}
 	c.observe(SARemoved{Conn: cn.name, ID: id})
+	c.forgetSA(cn, s)
+	if len(cn.sas) == 0 && len(cn.remoteAddrs) == 0 {
+		c.groupsDirt = true // the connection is no longer live
+	}
+	if c.responderOnly(cn) != wasResp {
+		for _, a := range cn.peers {
+			c.dirtyRemote(a)
+		}
+	}
 	c.markDirty(cn)
-	c.activeOK = false
-	c.pairsDirt = true
+	c.saChanged(cn)
 	c.gcConn(cn)
 }
 
 func (c *Controller) onIKEUpdate(ev EvIKEUpdate) {
 	s, ok := c.sas[ev.UniqueID]
 	if !ok {
-		// Unknown SA: at least learn its peer address; the next SA list
-		// brings the SA itself.
-		if ev.Conn != "" {
-			cn := c.conn(ev.Conn)
-			c.learnPeer(cn, ev.NewRemote.Addr())
-			c.gcConn(cn)
-		}
+		// Unknown SA: the next SA list brings it (with its peer address).
 		return
 	}
 	sa := s.sa
@@ -816,8 +1165,16 @@ func (c *Controller) onCharon(up bool) {
 	}
 	c.charonUp = up
 	c.observe(CharonChanged{Up: up})
+	// The routing state freezes while charon is away (the kernel keeps the
+	// tunnels where they were) and is recomputed from the next SA list.
+	c.saListSeen = false
 	if up {
 		return // the adapter follows with a full EvSAList
+	}
+	for _, g := range c.groups {
+		if g.pending != nil {
+			c.abandon(g, FailCharonDown, "charon went away")
+		}
 	}
 	ids := make([]uint32, 0, len(c.sas))
 	for id := range c.sas {
@@ -827,17 +1184,23 @@ func (c *Controller) onCharon(up bool) {
 	for _, id := range ids {
 		c.removeSA(id)
 	}
-	for _, cn := range c.connList {
-		if cn.pending != nil {
-			c.abandon(cn, "charon down")
-		}
-	}
 }
 
-func (c *Controller) onSteerApplied(ev EvSteerApplied) {
-	cn, ok := c.conns[ev.Peer]
-	if !ok || cn.pending == nil || cn.pending.to != ev.Pair || ev.Err == nil {
+// onRoutingApplied fails the pending steers of the groups whose entries the
+// steerer could not install.
+func (c *Controller) onRoutingApplied(ev EvRoutingApplied) {
+	if ev.Err == nil && len(ev.Failed) == 0 {
 		return
 	}
-	c.fail(cn, "apply: "+ev.Err.Error())
+	for _, name := range ev.Failed {
+		g := c.groupByKey[name]
+		if g == nil || g.pending == nil || g.pending.gen == 0 || g.pending.gen > ev.Gen {
+			continue
+		}
+		why := "routing state not installed"
+		if ev.Err != nil {
+			why = ev.Err.Error()
+		}
+		c.fail(g, FailKernel, why)
+	}
 }

@@ -74,13 +74,34 @@ func kinds(acts []Action) string {
 			s = append(s, fmt.Sprintf("start %s %s", a.Pair, a.Profile))
 		case ActProbeStop:
 			s = append(s, fmt.Sprintf("stop %s", a.Pair))
-		case ActSteer:
-			s = append(s, fmt.Sprintf("steer %s %s", a.Peer, a.Pair))
+		case ActRouting:
+			var gs []string
+			for _, g := range a.State.Groups {
+				gs = append(gs, g.Name+"@"+g.Pair.String())
+			}
+			s = append(s, "routing "+strings.Join(gs, ","))
 		case ActAlert:
 			s = append(s, fmt.Sprintf("alert %s", a.Reason))
 		}
 	}
 	return strings.Join(s, "; ")
+}
+
+// routed returns the group entry of the last ActRouting in acts for name.
+func routed(acts []Action, name string) (DesiredGroup, bool) {
+	var out DesiredGroup
+	found := false
+	for _, a := range acts {
+		if r, ok := a.(ActRouting); ok {
+			found = false
+			for _, g := range r.State.Groups {
+				if g.Name == name {
+					out, found = g, true
+				}
+			}
+		}
+	}
+	return out, found
 }
 
 func traceHas(obs []Observation, sub string) bool {
@@ -106,7 +127,7 @@ func TestProbeStartsOnlyOnChange(t *testing.T) {
 		t.Errorf("identical conns re-emitted %s", kinds(acts))
 	}
 	acts = c.Step(at(1), EvSAList{SAs: []SA{sa(1, pEth, true)}})
-	if got, want := kinds(acts), "start 10.1.0.2->10.3.0.2 active"; got != want {
+	if got, want := kinds(acts), "start 10.1.0.2->10.3.0.2 active; routing office@10.1.0.2->10.3.0.2"; got != want {
 		t.Errorf("got %s, want %s", got, want)
 	}
 	if !c.NextDeadline().IsZero() {
@@ -124,12 +145,15 @@ func TestSteerOnDownAndConfirm(t *testing.T) {
 		t.Fatalf("2 losses: %s", kinds(acts))
 	}
 	acts := c.Step(at(2), lost(pEth, at(2), 3))
-	if got, want := kinds(acts), "start 10.2.0.2->10.3.0.2 active; steer office 10.2.0.2->10.3.0.2"; got != want {
+	if got, want := kinds(acts), "start 10.2.0.2->10.3.0.2 active; routing office@10.2.0.2->10.3.0.2"; got != want {
 		t.Fatalf("got %s, want %s", got, want)
 	}
-	st := acts[1].(ActSteer)
+	st, _ := routed(acts, "office")
 	if st.LinkIdx != 3 || st.Uplink != "wlan0" || st.Nexthop != ip("10.2.0.1") || len(st.Prohibit) != 0 {
 		t.Errorf("steer %+v", st)
+	}
+	if u := acts[1].(ActRouting).State.Uplinks; len(u) != 2 || u[0].Name != "eth0" || u[1].Name != "wlan0" {
+		t.Errorf("uplinks %+v", u)
 	}
 	if got, want := c.NextDeadline(), at(2).Add(policy.DefaultSteerTimeout); !got.Equal(want) {
 		t.Errorf("deadline %s, want %s", got, want)
@@ -170,7 +194,7 @@ func TestSteerTimeoutBacksOff(t *testing.T) {
 			t.Fatalf("acted before backoff end: %s", kinds(acts))
 		}
 		acts = c.Step(next, EvTimer{})
-		if !strings.Contains(kinds(acts), "steer office") {
+		if !strings.Contains(kinds(acts), "routing office@10.2.0.2") {
 			t.Fatalf("no retry after backoff: %s", kinds(acts))
 		}
 		now = c.NextDeadline()
@@ -195,12 +219,7 @@ func TestProhibitOtherPeersAndLearn(t *testing.T) {
 	c.Step(at(1.1), good(p6, at(1.1)))
 	c.Step(at(1.1), good(pWlan, at(1.1)))
 	acts := c.Step(at(2), lost(p6, at(2), 3))
-	var st ActSteer
-	for _, a := range acts {
-		if s, ok := a.(ActSteer); ok {
-			st = s
-		}
-	}
+	st, _ := routed(acts, "office")
 	if st.Pair != pWlan {
 		t.Fatalf("steer %+v (%s)", st, kinds(acts))
 	}
@@ -212,7 +231,7 @@ func TestProhibitOtherPeersAndLearn(t *testing.T) {
 func TestResponderMonitorOnly(t *testing.T) {
 	c := setup(t, policy.Settings{}, false)
 	acts := c.Step(at(2), lost(pEth, at(2), 3))
-	if strings.Contains(kinds(acts), "steer") {
+	if strings.Contains(kinds(acts), "routing") {
 		t.Errorf("responder steered: %s", kinds(acts))
 	}
 	if d := c.Snapshot().Conns[0].Decision; !strings.Contains(d, "monitor only") {
@@ -222,15 +241,18 @@ func TestResponderMonitorOnly(t *testing.T) {
 
 func TestSteerApplyErrorAndCharonDown(t *testing.T) {
 	c := setup(t, policy.Settings{}, true)
-	c.Step(at(2), lost(pEth, at(2), 3))
-	acts := c.Step(at(2), EvSteerApplied{Peer: "office", Pair: pWlan, Err: errors.New("eperm")})
-	if got := kinds(acts); got != "start 10.2.0.2->10.3.0.2 standby; alert steer-apply-failed" {
+	acts := c.Step(at(2), lost(pEth, at(2), 3))
+	gen := acts[len(acts)-1].(ActRouting).Gen
+	acts = c.Step(at(2), EvRoutingApplied{Gen: gen, Failed: []string{"office"}, Err: errors.New("eperm")})
+	// The failed steer is dropped: the routing state goes back to the pair
+	// the SA is on.
+	if got := kinds(acts); got != "start 10.2.0.2->10.3.0.2 standby; routing office@10.1.0.2->10.3.0.2; alert steer-apply-failed" {
 		t.Errorf("got %s", got)
 	}
 	if c.Snapshot().Conns[0].Failures != 1 {
 		t.Error("failure not counted")
 	}
-	c.Step(at(2), EvSteerApplied{Peer: "nobody", Pair: pWlan})
+	c.Step(at(2), EvRoutingApplied{Gen: gen, Failed: []string{"nobody"}, Err: errors.New("eperm")})
 	c.TakeTrace()
 	c.Step(at(3), EvCharon{Up: false})
 	tr := c.TakeTrace()
@@ -253,7 +275,7 @@ func TestPendingAbandonedWhenTargetDies(t *testing.T) {
 	c.TakeTrace()
 	c.Step(at(2.5), lost(pWlan, at(2.5), 3))
 	tr := c.TakeTrace()
-	if !traceHas(tr, "steer-failed office 10.2.0.2->10.3.0.2 (target no longer usable)") || !traceHas(tr, "no-path office") {
+	if !traceHas(tr, "steer-failed office 10.2.0.2->10.3.0.2 target-unusable (target no longer usable)") || !traceHas(tr, "no-path office") {
 		t.Errorf("trace %v", tr)
 	}
 }
@@ -284,7 +306,7 @@ func TestRekeyAndSADown(t *testing.T) {
 func TestPreferAndClear(t *testing.T) {
 	c := setup(t, policy.Settings{}, true)
 	acts := c.Step(at(1), EvPrefer{Conn: "office", Uplink: "wlan0", Until: at(100)})
-	if !strings.Contains(kinds(acts), "steer office 10.2.0.2->10.3.0.2") {
+	if !strings.Contains(kinds(acts), "routing office@10.2.0.2->10.3.0.2") {
 		t.Fatalf("prefer: %s", kinds(acts))
 	}
 	c.Step(at(1.1), EvIKEUpdate{Conn: "office", UniqueID: 1, NewLocal: netip.AddrPortFrom(pWlan.Local, 4500), NewRemote: netip.AddrPortFrom(pWlan.Remote, 4500)})
@@ -299,7 +321,7 @@ func TestPreferAndClear(t *testing.T) {
 		t.Errorf("deadline %s, want the hold-down end", got)
 	}
 	acts = c.Step(c.NextDeadline(), EvTimer{})
-	if !strings.Contains(kinds(acts), "steer office 10.1.0.2->10.3.0.2") {
+	if !strings.Contains(kinds(acts), "routing office@10.1.0.2->10.3.0.2") {
 		t.Errorf("clear did not return to the best pair: %s", kinds(acts))
 	}
 	if !traceHas(c.TakeTrace(), "prefer-cleared office") {
@@ -310,7 +332,7 @@ func TestPreferAndClear(t *testing.T) {
 func TestConfigExcludeAndSnapshot(t *testing.T) {
 	c := setup(t, policy.Settings{}, true)
 	acts := c.Step(at(1), EvConfig{Policy: policy.Settings{Uplinks: []policy.UplinkPolicy{{Name: "eth0", Exclude: true}}}})
-	if got, want := kinds(acts), "stop 10.1.0.2->10.3.0.2; start 10.2.0.2->10.3.0.2 active; steer office 10.2.0.2->10.3.0.2"; got != want {
+	if got, want := kinds(acts), "stop 10.1.0.2->10.3.0.2; start 10.2.0.2->10.3.0.2 active; routing office@10.2.0.2->10.3.0.2"; got != want {
 		t.Errorf("got %s, want %s", got, want)
 	}
 	tr := c.TakeTrace()
@@ -366,7 +388,7 @@ func TestMoveBudgetBlocksFailback(t *testing.T) {
 		t.Errorf("deadline %s, want %s (window end)", got, want)
 	}
 	acts = c.Step(at(62), EvTimer{})
-	if !strings.Contains(kinds(acts), "steer office 10.1.0.2->10.3.0.2") {
+	if !strings.Contains(kinds(acts), "routing office@10.1.0.2->10.3.0.2") {
 		t.Errorf("no failback after the window: %s", kinds(acts))
 	}
 }
@@ -403,7 +425,7 @@ func TestDeterministicOrder(t *testing.T) {
 	if a != b {
 		t.Error("two identical runs differ")
 	}
-	if !strings.Contains(a, "steer-requested c00") {
+	if !strings.Contains(a, "steer-requested c00(+19)") {
 		t.Errorf("no steer in\n%s", a)
 	}
 }
@@ -413,6 +435,7 @@ func TestStrings(t *testing.T) {
 		PathStateChanged{}, PairAdded{}, PairRemoved{}, PeerLearned{}, SAMoved{}, SAMoved{Steered: true},
 		SAAdded{}, SAAdded{Initiator: true}, SARemoved{}, SteerRequested{}, SteerRequested{Forced: true},
 		SteerConfirmed{}, SteerFailed{}, HoldDownStarted{}, NATExcluded{}, MoveBudgetExhausted{}, NoPath{},
+		PolicyConflict{}, PolicyConflict{Detail: "x"},
 		PreferChanged{}, PreferChanged{Uplink: "x"}, ConfigApplied{}, CharonChanged{},
 	}
 	for _, o := range obs {
@@ -420,7 +443,7 @@ func TestStrings(t *testing.T) {
 			t.Errorf("%T renders empty", o)
 		}
 	}
-	for _, s := range []fmt.Stringer{PathState(99), PathReason(99), pathInput(99)} {
+	for _, s := range []fmt.Stringer{PathState(99), PathReason(99), pathInput(99), SteerCause(99), FailCause(99), AlertReason(99)} {
 		if !strings.Contains(s.String(), "(99)") {
 			t.Errorf("%T fallback %q", s, s)
 		}
@@ -451,19 +474,55 @@ func TestSteerDivertedToKnownPeer(t *testing.T) {
 	}
 	// The forced move avoids both the failed uplink and the failed peer
 	// address when it can.
-	if got := kinds(c.Step(at(2), lost(pEth, at(2), 3))); !strings.Contains(got, "steer office 10.2.0.2->10.4.0.2") {
+	if got := kinds(c.Step(at(2), lost(pEth, at(2), 3))); !strings.Contains(got, "routing office@10.2.0.2->10.4.0.2") {
 		t.Fatalf("got %s", got)
 	}
 	c.TakeTrace()
 	// charon lands on (wlan, 10.3.0.2): a known address, a different pair.
 	acts := c.Step(at(2.1), EvIKEUpdate{Conn: "office", UniqueID: 1, NewLocal: netip.AddrPortFrom(pWlan.Local, 4500), NewRemote: netip.AddrPortFrom(pWlan.Remote, 4500)})
-	if got := kinds(acts); !strings.Contains(got, "alert steer-diverted") || strings.Contains(got, "steer office") {
+	if got := kinds(acts); !strings.Contains(got, "alert steer-diverted") || strings.Contains(got, "routing office@10.2.0.2->10.4.0.2") {
 		t.Errorf("got %s", got)
 	}
-	if !traceHas(c.TakeTrace(), "steer-failed office 10.2.0.2->10.4.0.2 (charon moved to 10.2.0.2->10.3.0.2 instead) backoff 10s") {
+	if !traceHas(c.TakeTrace(), "steer-failed office 10.2.0.2->10.4.0.2 wrong-path (charon moved to 10.2.0.2->10.3.0.2 instead) backoff 10s") {
 		t.Error("no diversion failure")
 	}
 	if cv := c.Snapshot().Conns[0]; cv.Current != pWlan || cv.Steering {
 		t.Errorf("conn %+v", cv)
+	}
+}
+
+// A steer of many SAs is not given up while charon keeps moving them: each
+// timeout that saw progress waits another one; a timeout without progress
+// fails.
+func TestSteerWaitsWhileCharonProgresses(t *testing.T) {
+	c := New(Config{})
+	c.Step(at(0), EvNetState{State: laptopNet()})
+	c.Step(at(0), EvConns{Conns: []Conn{{Name: "office", RemoteAddrs: []netip.Addr{ip("10.3.0.2")}}}})
+	c.Step(at(0), EvSAList{SAs: []SA{sa(1, pEth, true), sa(2, pEth, true), sa(3, pEth, true)}})
+	c.Step(at(0.01), good(pEth, at(0.01)))
+	c.Step(at(0.03), good(pWlan, at(0.03)))
+	c.Step(at(2), lost(pEth, at(2), 3))
+	move := func(now float64, id uint32) {
+		c.Step(at(now), EvIKEUpdate{Conn: "office", UniqueID: id, NewLocal: netip.AddrPortFrom(pWlan.Local, 4500), NewRemote: netip.AddrPortFrom(pWlan.Remote, 4500)})
+	}
+	move(2.5, 1)
+	c.TakeTrace()
+	dl := c.NextDeadline() // 5 s: one SA moved since the steer
+	c.Step(dl, EvTimer{})
+	if tr := c.TakeTrace(); traceHas(tr, "steer-failed") {
+		t.Fatalf("failed while charon was moving SAs: %v", tr)
+	}
+	move(6, 2)
+	move(7, 3)
+	if !traceHas(c.TakeTrace(), "steer-confirmed office 10.2.0.2->10.3.0.2 after 5s") {
+		t.Fatal("not confirmed")
+	}
+	// No progress: fails at the deadline.
+	c2 := setup(t, policy.Settings{}, true)
+	c2.Step(at(2), lost(pEth, at(2), 3))
+	c2.TakeTrace()
+	c2.Step(c2.NextDeadline(), EvTimer{})
+	if !traceHas(c2.TakeTrace(), "steer-failed office 10.2.0.2->10.3.0.2 unconfirmed") {
+		t.Fatal("no failure without progress")
 	}
 }

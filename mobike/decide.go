@@ -10,30 +10,35 @@ import (
 	"github.com/mobiked/mobiked/policy"
 )
 
-// Alert reasons (ActAlert.Reason), a closed set.
-const (
-	AlertNoPath           = "no-path"
-	AlertNATForbidden     = "nat-forbidden"
-	AlertSteerUnconfirmed = "steer-unconfirmed"
-	AlertSteerApply       = "steer-apply-failed"
-	AlertSteerDiverted    = "steer-diverted"
-	AlertMoveBudget       = "move-budget-exhausted"
-)
-
 // steerHint is the operator message of an unconfirmed steer.
 const steerHint = "charon did not move the SA; are prefer_best_path, fwmark and process_rules set? see deploy/strongswan.d/mobiked.conf"
 
-// decide evaluates every connection whose inputs changed or whose deadline
-// has come, in name order.
+// decide evaluates every steering group whose inputs changed or whose
+// deadline has come, in key order. A group marked dirty while it is
+// evaluated (a steer failed or was abandoned) is evaluated again in the
+// next Step.
 func (c *Controller) decide() {
-	if !c.anyDirty && (c.deadline.IsZero() || c.now.Before(c.deadline)) {
+	due := !c.deadline.IsZero() && !c.now.Before(c.deadline)
+	if !c.anyDirty && !due {
 		return
 	}
 	c.anyDirty, c.decided = false, true
 	clear(c.rankCache)
-	for _, cn := range c.connList {
-		if cn.dirty || (!cn.deadline.IsZero() && !c.now.Before(cn.deadline)) {
-			c.evaluate(cn)
+	list := c.dirtyGroups
+	c.dirtyGroups = nil
+	if all := c.allDirty; all || due {
+		c.allDirty = false
+		for _, g := range c.groups {
+			if all || g.dirty || (!g.deadline.IsZero() && !c.now.Before(g.deadline)) {
+				c.evaluate(g)
+			}
+		}
+		return
+	}
+	slices.SortFunc(list, func(a, b *group) int { return a.idx - b.idx })
+	for _, g := range list {
+		if g.dirty {
+			c.evaluate(g)
 		}
 	}
 }
@@ -64,229 +69,423 @@ func (c *Controller) firstInitiator(cn *conn) *saState {
 	return nil
 }
 
-// diverted returns the pair a steerable SA of cn moved to that is neither
-// the steer's origin nor its target (zero when none), and whether its remote
-// address was unknown when the steer was requested.
-func (c *Controller) diverted(cn *conn, ps *pendingSteer) (Pair, bool) {
-	for _, id := range cn.sas {
-		if s := c.sas[id]; steerable(s.sa) && s.pair != ps.to && s.pair != ps.from {
-			return s.pair, !slices.Contains(ps.peers, s.pair.Remote)
+// onPairs returns the distinct pairs the steerable SAs of the group's
+// members are on.
+func (c *Controller) onPairs(g *group) []Pair {
+	var out []Pair
+	for _, k := range g.classes {
+		for p := range k.on {
+			if !slices.Contains(out, p) {
+				out = append(out, p)
+			}
+		}
+	}
+	slices.SortFunc(out, comparePair)
+	return out
+}
+
+// allOn reports whether every steerable SA of the members that can be on p
+// is on p.
+func (c *Controller) allOn(g *group, p Pair) bool {
+	for _, k := range g.classes {
+		if len(k.on) == 0 || (len(k.on) == 1 && k.on[p] > 0) || !k.follows(p) {
+			continue
+		}
+		return false
+	}
+	return true
+}
+
+// progress reports whether more steerable SAs of the group are on the
+// steer's target than at its last deadline, and records the count.
+func (c *Controller) progress(g *group, ps *pendingSteer) bool {
+	n := 0
+	for _, k := range g.classes {
+		n += k.on[ps.to]
+	}
+	more := n > ps.onTarget
+	ps.onTarget = n
+	return more
+}
+
+// diverted returns a pair a steerable SA of the group moved to that is
+// neither the steer's target nor one the SAs were on at the steer (zero when
+// none), and whether its remote address was unknown when the steer was made.
+func (c *Controller) diverted(g *group, ps *pendingSteer) (Pair, bool) {
+	some := false
+	for _, k := range g.classes {
+		for p := range k.on {
+			some = some || (p != ps.to && !slices.Contains(ps.from, p))
+		}
+	}
+	if !some {
+		return Pair{}, false
+	}
+	// Which one: the first by member and SA (deterministic).
+	for _, m := range g.members {
+		for _, id := range m.sas {
+			if s := c.sas[id]; steerable(s.sa) && s.pair != ps.to && !slices.Contains(ps.from, s.pair) {
+				_, known := slices.BinarySearchFunc(ps.peers, s.pair.Remote, netip.Addr.Compare)
+				return s.pair, !known
+			}
 		}
 	}
 	return Pair{}, false
 }
 
-// allOn reports whether every steerable SA of cn is on p.
-func (c *Controller) allOn(cn *conn, p Pair) bool {
-	for _, id := range cn.sas {
-		if s := c.sas[id]; steerable(s.sa) && s.pair != p {
-			return false
-		}
-	}
-	return true
-}
-
-func (c *Controller) evaluate(cn *conn) {
+func (c *Controller) evaluate(g *group) {
 	now := c.now
-	cn.dirty = false
-	cn.deadline = time.Time{}
-	if cn.prefer != "" {
+	g.dirty = false
+	g.deadline = time.Time{}
+	expired := false
+	for _, k := range g.classes { // a member with an override is a class of its own
+		cn := k.members[0]
+		if cn.prefer == "" {
+			continue
+		}
 		if !now.Before(cn.preferUntil) {
 			cn.prefer, cn.preferUntil = "", time.Time{}
 			c.observe(PreferChanged{Conn: cn.name})
+			expired = true
 		} else {
-			cn.deadline = cn.preferUntil
+			c.minDeadline(g, cn.preferUntil)
 		}
 	}
-	first := c.firstInitiator(cn)
-	if first == nil {
-		if cn.pending != nil {
-			c.abandon(cn, "no initiator sa")
+	if expired {
+		c.buildClasses(g)
+	}
+	steered := c.steered(g)
+	prev := g.pair
+	defer func() {
+		if g.pair != prev {
+			c.routingDirt = true
+			g.dgOK = false
 		}
-		cn.decision = "monitor only: no established SA of ours (responder side or not up)"
-		if len(cn.sas) == 0 {
-			cn.decision = "no SA"
+		c.noteConflicts(g, steered)
+	}()
+	if len(steered) == 0 {
+		if g.pending != nil {
+			c.abandon(g, FailSAGone, "no steerable SA left")
 		}
-		c.clearAlert(cn, AlertNoPath)
-		c.clearAlert(cn, AlertNATForbidden)
+		g.pair, g.lead = Pair{}, ""
+		g.decision = "no SA"
+		for _, m := range g.members {
+			if len(m.sas) > 0 {
+				g.decision = "monitor only: no established SA of ours (responder side or not up)"
+			}
+		}
+		c.clearAlert(g, AlertNoPath, g.name)
+		c.clearAlert(g, AlertNATForbidden, g.name)
 		return
 	}
-	cur := first.pair
+	cur := c.firstInitiator(steered[0]).pair
 
-	if ps := cn.pending; ps != nil {
-		all := c.allOn(cn, ps.to)
+	if ps := g.pending; ps != nil {
 		target := c.pairs[ps.to]
-		diverted, learned := c.diverted(cn, ps)
+		diverted, unknown := c.diverted(g, ps)
 		switch {
-		case all:
-			c.observe(SteerConfirmed{Conn: cn.name, Pair: ps.to, After: now.Sub(ps.at)})
-			cn.pending, cn.failures = nil, 0
-			c.activeOK = false
-			c.clearAlert(cn, AlertSteerUnconfirmed)
-			c.clearAlert(cn, AlertSteerApply)
-		case diverted.Local.IsValid() && learned:
+		case c.allOn(g, ps.to):
+			c.observe(SteerConfirmed{Group: g.name, Pair: ps.to, After: now.Sub(ps.at)})
+			g.pending, g.failures = nil, 0
+			c.probeDirty[ps.to] = true // no longer a target
+			c.clearAlert(g, AlertSteerUnconfirmed, g.name)
+			c.clearAlert(g, AlertSteerApply, g.name)
+		case diverted.Local.IsValid() && unknown:
 			// charon went to a peer address we did not know when we
 			// steered (lab-notes "Trap"); now it is known and will be
 			// prohibited: steer again at once.
-			c.abandon(cn, "charon moved to "+diverted.String()+", a peer address unknown at the steer")
+			c.abandon(g, FailUnknownPeer, "charon moved to "+diverted.String()+", a peer address unknown at the steer")
 		case diverted.Local.IsValid():
-			c.fail(cn, "charon moved to "+diverted.String()+" instead")
+			c.fail(g, FailWrongPath, "charon moved to "+diverted.String()+" instead")
+		case !now.Before(ps.deadline) && c.progress(g, ps):
+			// charon is still moving SAs (a large group moves over
+			// seconds): wait another timeout.
+			ps.deadline = now.Add(c.pol.SteerTimeout)
+			g.pair = ps.to
+			g.decision = fmt.Sprintf("waiting for charon to move to %s (%d SAs there)", ps.to, ps.onTarget)
+			c.minDeadline(g, ps.deadline)
+			return
 		case !now.Before(ps.deadline):
-			c.fail(cn, "unconfirmed")
+			c.fail(g, FailUnconfirmed, "no ike-update within "+c.pol.SteerTimeout.String())
 		case target == nil || !target.usable():
-			c.abandon(cn, "target no longer usable")
+			c.abandon(g, FailTargetUnusable, "target no longer usable")
 		default:
-			cn.decision = "waiting for charon to move to " + ps.to.String()
-			c.minDeadline(cn, ps.deadline)
+			g.pair = ps.to
+			g.decision = "waiting for charon to move to " + ps.to.String()
+			c.minDeadline(g, ps.deadline)
 			return
 		}
 	}
+	g.pair = cur
 
-	rr := c.rank(cn, cur)
-	ranked, winner, natBlocked := rr.ranked, rr.winner, len(rr.natExcluded) > 0
-	if natBlocked || len(cn.natExcluded) > 0 {
-		for k := range cn.natExcluded {
-			if !slices.Contains(rr.natExcluded, k) {
-				delete(cn.natExcluded, k)
-			}
-		}
-		for _, k := range rr.natExcluded {
-			if !cn.natExcluded[k] {
-				cn.natExcluded[k] = true
-				c.observe(NATExcluded{Conn: cn.name, Pair: k})
-			}
+	// Every steered class ranks its candidates once (its members share
+	// the ranking); the lead is the first member (by priority) with an
+	// eligible pair.
+	rrs := make([]*rankResult, len(steered))
+	lead := -1
+	for i, cn := range steered {
+		rrs[i] = c.rank(cn, cur)
+		if lead < 0 && rrs[i].winner >= 0 {
+			lead = i
 		}
 	}
+	c.noteNATExcluded(g, steered, rrs)
+	// Until some member has an eligible pair, the group stays where its
+	// first member is.
+	g.lead = steered[0].name
+	if lead >= 0 {
+		g.lead = steered[lead].name
+	}
 
-	curWhy := c.currentProblem(cn, cur)
-	if curWhy != "" {
-		if winner < 0 {
-			reason, msg := AlertNoPath, "current pair "+cur.String()+" "+curWhy+" and no other pair is usable"
-			if natBlocked {
+	if cause, detail := c.currentProblem(steered, cur); cause != SteerNone {
+		if lead < 0 {
+			reason, msg := AlertNoPath, "current pair "+cur.String()+" "+detail+" and no other pair is usable"
+			if len(rrs[0].natExcluded) > 0 {
 				reason, msg = AlertNATForbidden, "only NATed pairs are usable and the connection forbids NAT; staying on "+cur.String()
 			}
-			cn.decision = "stay: " + msg
-			if !cn.alerts[reason] {
-				c.observe(NoPath{Conn: cn.name, Reason: reason})
+			g.decision = "stay: " + msg
+			if !g.alerts[alertKey{reason, g.name}] {
+				c.observe(NoPath{Group: g.name, Reason: reason})
 			}
-			c.alert(cn, SevCritical, reason, msg)
+			c.alert(g, SevCritical, reason, g.name, msg)
 			return
 		}
-		c.clearAlert(cn, AlertNoPath)
-		c.clearAlert(cn, AlertNATForbidden)
-		if now.Before(cn.backoffUntil) {
-			cn.decision = "backing off after a failed steer"
-			c.minDeadline(cn, cn.backoffUntil)
+		c.clearAlert(g, AlertNoPath, g.name)
+		c.clearAlert(g, AlertNATForbidden, g.name)
+		if now.Before(g.backoffUntil) {
+			g.decision = "backing off after a failed steer"
+			c.minDeadline(g, g.backoffUntil)
 			return
 		}
-		c.steer(cn, cur, &ranked[c.freshWinner(ranked, winner, cur)], true, "current pair "+curWhy)
+		// A forced move restores connectivity first: the lead is the first
+		// member with the least suspect eligible pair (see freshWinner); a
+		// policy conflict this causes is undone by a better-path move after
+		// the hold-down.
+		best := 3
+		for i, rr := range rrs {
+			for k := range rr.ranked {
+				if r := &rr.ranked[k]; r.Eligible {
+					if s := c.suspicion(Pair{Local: r.Local, Remote: r.Remote}, cur); s < best {
+						best, lead = s, i
+					}
+				}
+			}
+		}
+		g.lead = steered[lead].name
+		c.steer(g, cur, c.choose(steered, rrs, lead, cur, true), cause, "current pair "+detail)
 		return
 	}
-	c.clearAlert(cn, AlertNoPath)
-	c.clearAlert(cn, AlertNATForbidden)
-	if winner < 0 || (Pair{Local: ranked[winner].Local, Remote: ranked[winner].Remote}) == cur {
-		cn.hold = holdKey{}
-		cn.decision = "stay: current pair is the best"
+	c.clearAlert(g, AlertNoPath, g.name)
+	c.clearAlert(g, AlertNATForbidden, g.name)
+	if lead < 0 {
+		g.hold = holdKey{}
+		g.decision = "stay: no other pair is eligible yet"
 		return
 	}
-	w := &ranked[winner]
+	leader := steered[lead]
+	w := c.choose(steered, rrs, lead, cur, false)
 	wk := Pair{Local: w.Local, Remote: w.Remote}
-	preferred := cn.prefer != "" && w.Uplink.Name == cn.prefer
+	if wk == cur {
+		g.hold = holdKey{}
+		g.decision = "stay: current pair is the best"
+		c.regroup(g, cur)
+		return
+	}
+	preferred := leader.prefer != "" && w.Uplink.Name == leader.prefer
 	if cp := c.pairs[cur]; !preferred && !cp.state.Usable() {
 		// The current pair has no verdict yet (just started, e.g. after a
 		// restart of mobiked): wait for it rather than compare.
-		cn.hold = holdKey{}
-		cn.decision = "stay: current pair not tested yet"
+		g.hold = holdKey{}
+		g.decision = "stay: current pair not tested yet"
 		return
 	}
-	if now.Before(cn.backoffUntil) {
-		cn.decision = "backing off after a failed steer"
-		c.minDeadline(cn, cn.backoffUntil)
+	if now.Before(g.backoffUntil) {
+		g.decision = "backing off after a failed steer"
+		c.minDeadline(g, g.backoffUntil)
 		return
 	}
 	if !preferred {
 		wp := c.pairs[wk]
 		if wp.state != PathOperational {
-			cn.decision = "stay: better pair " + wk.String() + " is not stably operational"
+			g.decision = "stay: better pair " + wk.String() + " is not stably operational"
+			c.regroup(g, cur)
 			return
 		}
-		until := wp.stable.Add(cn.pol.Hold())
+		until := wp.stable.Add(leader.pol.Hold())
 		if now.Before(until) {
-			if cn.hold != (holdKey{wk, until}) {
-				cn.hold = holdKey{wk, until}
-				c.observe(HoldDownStarted{Conn: cn.name, Pair: wk, Until: until})
+			if g.hold != (holdKey{wk, until}) {
+				g.hold = holdKey{wk, until}
+				c.observe(HoldDownStarted{Group: g.name, Pair: wk, Until: until})
 			}
-			cn.decision = "hold-down: " + wk.String() + " must stay operational until " + until.UTC().Format(time.RFC3339)
-			c.minDeadline(cn, until)
+			g.decision = "hold-down: " + wk.String() + " must stay operational until " + until.UTC().Format(time.RFC3339)
+			c.minDeadline(g, until)
+			c.regroup(g, cur)
 			return
 		}
 	}
 	// Move budget (anti-flap).
-	win := cn.pol.MoveWindow
-	cn.moves = slices.DeleteFunc(cn.moves, func(t time.Time) bool { return !now.Before(t.Add(win)) })
-	if len(cn.moves) >= cn.pol.MoveBudget {
-		until := cn.moves[0].Add(win)
-		if !cn.budgetNoted.Equal(until) {
-			cn.budgetNoted = until
-			c.observe(MoveBudgetExhausted{Conn: cn.name, Want: wk, Until: until})
-			c.alert(cn, SevWarning, AlertMoveBudget, fmt.Sprintf("%d moves in %s: staying on %s instead of moving to %s", len(cn.moves), win, cur, wk))
+	win := leader.pol.MoveWindow
+	g.moves = slices.DeleteFunc(g.moves, func(t time.Time) bool { return !now.Before(t.Add(win)) })
+	if len(g.moves) >= leader.pol.MoveBudget {
+		until := g.moves[0].Add(win)
+		if !g.budgetNoted.Equal(until) {
+			g.budgetNoted = until
+			c.observe(MoveBudgetExhausted{Group: g.name, Want: wk, Until: until})
+			c.alert(g, SevWarning, AlertMoveBudget, g.name, fmt.Sprintf("%d moves in %s: staying on %s instead of moving to %s", len(g.moves), win, cur, wk))
 		}
-		cn.decision = "stay: move budget exhausted until " + until.UTC().Format(time.RFC3339)
-		c.minDeadline(cn, until)
+		g.decision = "stay: move budget exhausted until " + until.UTC().Format(time.RFC3339)
+		c.minDeadline(g, until)
+		c.regroup(g, cur)
 		return
 	}
-	c.clearAlert(cn, AlertMoveBudget)
-	why := "better: " + strings.TrimPrefix(w.Reason, "best: ")
-	if preferred {
-		why = "operator prefers uplink " + cn.prefer
+	c.clearAlert(g, AlertMoveBudget, g.name)
+	cause, detail := SteerBetterPath, strings.TrimPrefix(w.Reason, "best: ")
+	switch {
+	case preferred:
+		cause, detail = SteerManual, "operator prefers uplink "+leader.prefer+" for "+leader.name
+	case w.SLAMet && !c.slaMet(rrs[lead], cur):
+		cause = SteerSLABreach
+		detail = "current pair misses the SLA of " + leader.name + "; " + detail
 	}
-	c.steer(cn, cur, w, false, why)
+	c.steer(g, cur, w, cause, detail)
 }
 
-// currentProblem says why the connection must leave its current pair at once
-// ("" = it may stay). An untested current pair is fine: the SA is there and
-// charon keeps it alive (adopting it is what keeps a restart from moving).
-func (c *Controller) currentProblem(cn *conn, cur Pair) string {
+// slaMet reports whether pair p meets the SLA in a ranking (false when p is
+// not ranked).
+func (c *Controller) slaMet(rr *rankResult, p Pair) bool {
+	for i := range rr.ranked {
+		if r := &rr.ranked[i]; r.Local == p.Local && r.Remote == p.Remote {
+			return r.SLAMet
+		}
+	}
+	return false
+}
+
+// regroup steers the SAs of members that are not on the group's current
+// pair onto it (the routing state moves them anyway; the steer tracks the
+// confirmation). Only onto a usable pair, not during a backoff.
+func (c *Controller) regroup(g *group, cur Pair) {
+	if c.allOn(g, cur) || c.now.Before(g.backoffUntil) {
+		return
+	}
+	p := c.pairs[cur]
+	if p == nil || !p.usable() {
+		return
+	}
+	on := c.onPairs(g)
+	g.pending = &pendingSteer{from: on, to: cur, at: c.now, deadline: c.now.Add(c.pol.SteerTimeout), cause: SteerRegroup,
+		peers: slices.Clone(g.peers)}
+	c.progress(g, g.pending) // the SAs already there are no progress
+	c.probeDirty[cur] = true // a target is probed as active
+	c.observe(SteerRequested{Group: g.name, From: cur, To: cur, Cause: SteerRegroup,
+		Detail: fmt.Sprintf("SAs of the group are on %d pairs", len(on))})
+	g.decision = "regrouping every SA onto " + cur.String()
+	c.minDeadline(g, g.pending.deadline)
+}
+
+// noteNATExcluded records, for the steered members of each class, the pairs
+// excluded only because of a NAT (rrs are the rankings of steered's
+// classes).
+func (c *Controller) noteNATExcluded(g *group, steered []*conn, rrs []*rankResult) {
+	for i, rep := range steered {
+		k := rep.class
+		if len(rrs[i].natExcluded) == 0 && !k.natNoted {
+			continue
+		}
+		k.natNoted = len(rrs[i].natExcluded) > 0
+		for _, m := range k.members {
+			if m.nSteer > 0 {
+				c.noteNATExcludedFor(m, rrs[i])
+			}
+		}
+	}
+}
+
+func (c *Controller) noteNATExcludedFor(cn *conn, rr *rankResult) {
+	if len(rr.natExcluded) == 0 && len(cn.natExcluded) == 0 {
+		return
+	}
+	for k := range cn.natExcluded {
+		if !slices.Contains(rr.natExcluded, k) {
+			delete(cn.natExcluded, k)
+		}
+	}
+	for _, k := range rr.natExcluded {
+		if !cn.natExcluded[k] {
+			cn.natExcluded[k] = true
+			c.observe(NATExcluded{Conn: cn.name, Pair: k})
+		}
+	}
+}
+
+// currentProblem says why the group must leave its current pair at once
+// (SteerNone: it may stay). An untested current pair is fine: the SA is there
+// and charon keeps it alive (adopting it is what keeps a restart from
+// moving). A pair that some steered member may use is not a problem: when it
+// breaks the policy of another member, that is a conflict (noteConflicts),
+// resolved by the ranking, not by a forced move.
+func (c *Controller) currentProblem(steered []*conn, cur Pair) (SteerCause, string) {
 	p, ok := c.pairs[cur]
 	switch {
 	case !ok:
 		if w, ok := c.localWhy[cur.Local]; ok && w != ReasonNone {
-			return "is gone (" + w.String() + ")"
+			return SteerPathDown, "is gone (" + w.String() + ")"
 		}
 		if _, ok := c.localWhy[cur.Local]; !ok {
-			return "is gone (addr-gone)"
+			return SteerPathDown, "is gone (addr-gone)"
 		}
-		return "is not a candidate"
+		return SteerPathDown, "is not a candidate"
 	case p.state == PathDown:
-		return "is down (" + p.reason.String() + ")"
-	case !cn.pol.Allows(p.uplink):
-		return "is on uplink " + p.uplink.Name + ", not allowed"
-	case p.nat() && cn.pol.NAT == policy.NATForbid:
-		return "has a NAT and the connection forbids NAT"
+		return SteerPathDown, "is down (" + p.reason.String() + ")"
 	}
-	return ""
+	for _, cn := range steered {
+		if cn.pol.Allows(p.uplink) && !(p.nat() && cn.pol.NAT == policy.NATForbid) {
+			return SteerNone, ""
+		}
+	}
+	if !steered[0].pol.Allows(p.uplink) {
+		return SteerNotAllowed, "is on uplink " + p.uplink.Name + ", not allowed"
+	}
+	return SteerNotAllowed, "has a NAT and the connection forbids NAT"
 }
 
 // rankResult is a ranking and what the decision needs from it.
 type rankResult struct {
 	ranked      []policy.Ranked
-	winner      int    // index of the pair to be on, -1 for none
+	winner      int    // index of the best eligible pair, -1 for none
 	natExcluded []Pair // usable, allowed pairs excluded only for NAT
 }
 
-// rank returns the ranking of the connection's candidates, shared between
-// connections with the same policy, peers, current pair and override within
-// a Step.
+// rank returns the ranking of the connection's candidates, shared within a
+// Step between the members of its class (same policy, peers and override)
+// with the same current pair.
 func (c *Controller) rank(cn *conn, cur Pair) *rankResult {
-	pk := "\x00"
-	if cn.explicit {
-		pk = cn.name
+	key := rankKey{cls: cn.class, cur: cur}
+	if cn.class == nil {
+		key.cn = cn
 	}
-	key := rankKey{pol: pk, peers: cn.peersID, cur: cur, pref: cn.prefer}
+	return c.rankKeyed(cn, cur, key)
+}
+
+// rankOwn is rank for a listed connection with its own name in the reasons.
+func (c *Controller) rankOwn(cn *conn, cur Pair) *rankResult {
+	if cn.explicit {
+		return c.rankKeyed(cn, cur, rankKey{cn: cn, cur: cur})
+	}
+	return c.rank(cn, cur)
+}
+
+func (c *Controller) rankKeyed(cn *conn, cur Pair, key rankKey) *rankResult {
 	if r, ok := c.rankCache[key]; ok {
 		return r
 	}
-	var cands []policy.Candidate
+	n := 0
+	for _, r := range cn.peers {
+		n += len(c.byRemote[r])
+	}
+	// The candidates buffer is reused: a Ranker returns copies (Ranked
+	// embeds each Candidate) and keeps nothing.
+	cands := slices.Grow(c.candBuf[:0], n)
 	for _, r := range cn.peers {
 		for _, p := range c.byRemote[r] {
 			cand := c.candidate(p, cur)
@@ -300,6 +499,7 @@ func (c *Controller) rank(cn *conn, cur Pair) *rankResult {
 		}
 	}
 	rr := &rankResult{ranked: c.ranker.Rank(cn.pol, cands), winner: -1}
+	c.candBuf = cands[:0]
 	for i := range rr.ranked {
 		r := &rr.ranked[i]
 		if r.Eligible && (cn.prefer == "" || r.Uplink.Name == cn.prefer) {
@@ -328,6 +528,81 @@ func (c *Controller) rank(cn *conn, cur Pair) *rankResult {
 	return rr
 }
 
+// eligible reports whether p is an eligible pair in the ranking.
+func (rr *rankResult) eligible(p Pair) bool {
+	for i := range rr.ranked {
+		if r := &rr.ranked[i]; r.Local == p.Local && r.Remote == p.Remote {
+			return r.Eligible
+		}
+	}
+	return false
+}
+
+// choose picks the group's pair among the lead's eligible pairs (narrowed to
+// the lead's operator override when it has one): pairs of the current SA's
+// address family when there are any (v4↔v6 is a fallback, never a move for
+// family alone), then the pairs that satisfy the most steered members, then
+// the lead's ranking order; for a forced move the fresh-evidence preference
+// of freshWinner applies among those.
+func (c *Controller) choose(steered []*conn, rrs []*rankResult, lead int, cur Pair, forced bool) *policy.Ranked {
+	lr := rrs[lead]
+	pref := steered[lead].prefer
+	var cands []int
+	for i := range lr.ranked {
+		if r := &lr.ranked[i]; r.Eligible && (pref == "" || r.Uplink.Name == pref) {
+			cands = append(cands, i)
+		}
+	}
+	if len(cands) == 0 {
+		for i := range lr.ranked {
+			if lr.ranked[i].Eligible {
+				cands = append(cands, i)
+			}
+		}
+	}
+	if cur.Remote.IsValid() {
+		same := slices.DeleteFunc(slices.Clone(cands), func(i int) bool { return lr.ranked[i].Remote.Is4() != cur.Remote.Is4() })
+		if len(same) > 0 {
+			cands = same
+		}
+	}
+	if len(steered) > 1 {
+		// Members with identical inputs share one ranking: count each
+		// distinct ranking once, weighted (1 000 connections to one gateway
+		// are one or two rankings).
+		weight := map[*rankResult]int{}
+		var distinct []*rankResult
+		for i, rr := range rrs {
+			if weight[rr] == 0 {
+				distinct = append(distinct, rr)
+			}
+			weight[rr] += steered[i].class.nSteer // rrs are per class
+		}
+		count := make([]int, len(cands))
+		most := 0
+		for j, i := range cands {
+			p := Pair{Local: lr.ranked[i].Local, Remote: lr.ranked[i].Remote}
+			for _, rr := range distinct {
+				if rr.eligible(p) {
+					count[j] += weight[rr]
+				}
+			}
+			most = max(most, count[j])
+		}
+		var best []int
+		for j, i := range cands {
+			if count[j] == most {
+				best = append(best, i)
+			}
+		}
+		cands = best
+	}
+	if forced {
+		return &lr.ranked[c.freshWinner(lr.ranked, cands, cur)]
+	}
+	return &lr.ranked[cands[0]]
+}
+
 // natVisible: probes of method m report a NAT verdict (ICMP echo cannot).
 func natVisible(m policy.Method) bool { return m == policy.MethodSTAMP || m == policy.MethodIKE }
 
@@ -346,118 +621,174 @@ func (c *Controller) candidate(p *pair, cur Pair) policy.Candidate {
 	}
 }
 
-func (c *Controller) steer(cn *conn, from Pair, w *policy.Ranked, forced bool, why string) {
+func (c *Controller) steer(g *group, from Pair, w *policy.Ranked, cause SteerCause, detail string) {
 	to := Pair{Local: w.Local, Remote: w.Remote}
-	p := c.pairs[to]
-	var prohibit []netip.Addr
-	for _, a := range cn.peers {
-		if a != to.Remote {
-			prohibit = append(prohibit, a)
-		}
-	}
-	c.acts = append(c.acts, ActSteer{
-		Peer:     cn.name,
-		Pair:     to,
-		LinkIdx:  p.linkIdx,
-		Uplink:   p.uplink.Name,
-		Nexthop:  c.nexthop(p.linkIdx, to.Remote.Is4()),
-		Prohibit: prohibit,
-		Reason:   why,
-	})
-	cn.pending = &pendingSteer{from: from, to: to, at: c.now, deadline: c.now.Add(c.pol.SteerTimeout), forced: forced, peers: cn.peers}
-	cn.moves = append(cn.moves, c.now)
-	cn.hold = holdKey{}
-	c.activeOK = false
-	c.observe(SteerRequested{Conn: cn.name, From: from, To: to, Forced: forced, Reason: why})
-	cn.decision = "steering to " + to.String() + ": " + why
-	c.minDeadline(cn, cn.pending.deadline)
+	g.pending = &pendingSteer{from: c.onPairs(g), to: to, at: c.now, deadline: c.now.Add(c.pol.SteerTimeout), cause: cause,
+		peers: slices.Clone(g.peers)}
+	c.progress(g, g.pending) // the SAs already there are no progress
+	g.pair = to
+	g.moves = append(g.moves, c.now)
+	g.hold = holdKey{}
+	c.probeDirty[to] = true // a target is probed as active
+	c.observe(SteerRequested{Group: g.name, From: from, To: to, Forced: cause.Forced(), Cause: cause, Detail: detail})
+	g.decision = "steering to " + to.String() + ": " + cause.String() + ": " + detail
+	c.minDeadline(g, g.pending.deadline)
 }
 
 // fail ends a pending steer as failed and backs off exponentially.
-func (c *Controller) fail(cn *conn, why string) {
-	ps := cn.pending
-	cn.pending = nil
-	c.activeOK = false
-	cn.failures++
+func (c *Controller) fail(g *group, cause FailCause, detail string) {
+	ps := g.pending
+	g.pending = nil
+	c.probeDirty[ps.to] = true
+	g.failures++
 	b := c.pol.SteerBackoff
-	for i := 1; i < cn.failures && b < c.pol.SteerBackoffMax; i++ {
+	for i := 1; i < g.failures && b < c.pol.SteerBackoffMax; i++ {
 		b *= 2
 	}
 	b = min(b, c.pol.SteerBackoffMax)
-	cn.backoffUntil = c.now.Add(b)
-	c.observe(SteerFailed{Conn: cn.name, Pair: ps.to, Reason: why, Backoff: b})
-	reason, msg := AlertSteerUnconfirmed, fmt.Sprintf("steer to %s not confirmed within %s: %s", ps.to, c.pol.SteerTimeout, steerHint)
-	switch {
-	case strings.HasPrefix(why, "charon moved"):
-		reason, msg = AlertSteerDiverted, fmt.Sprintf("steer to %s: %s; does charon know peer addresses mobiked does not (add them to the connection's peer addresses)?", ps.to, why)
-	case why != "unconfirmed":
-		reason, msg = AlertSteerApply, fmt.Sprintf("steer to %s failed: %s", ps.to, why)
+	g.backoffUntil = c.now.Add(b)
+	c.observe(SteerFailed{Group: g.name, Pair: ps.to, Cause: cause, Detail: detail, Backoff: b})
+	var reason AlertReason
+	var msg string
+	switch cause {
+	case FailWrongPath:
+		reason, msg = AlertSteerDiverted, fmt.Sprintf("steer to %s: %s; does charon know peer addresses mobiked does not (add them to the connection's peer addresses)?", ps.to, detail)
+	case FailKernel:
+		reason, msg = AlertSteerApply, fmt.Sprintf("steer to %s failed: %s", ps.to, detail)
+	default:
+		reason, msg = AlertSteerUnconfirmed, fmt.Sprintf("steer to %s not confirmed within %s: %s", ps.to, c.pol.SteerTimeout, steerHint)
 	}
-	c.acts = append(c.acts, ActAlert{Severity: SevWarning, Conn: cn.name, Reason: reason, Message: msg})
-	cn.alerts[reason] = true
-	c.markDirty(cn)
-	c.minDeadline(cn, cn.backoffUntil)
+	c.acts = append(c.acts, ActAlert{Severity: SevWarning, Conn: g.name, Reason: reason, Message: msg})
+	g.alerts[alertKey{reason, g.name}] = true
+	c.markGroup(g)
+	c.minDeadline(g, g.backoffUntil)
 }
 
 // abandon drops a pending steer that no longer makes sense, without backoff.
-func (c *Controller) abandon(cn *conn, why string) {
-	ps := cn.pending
-	cn.pending = nil
-	c.activeOK = false
-	c.observe(SteerFailed{Conn: cn.name, Pair: ps.to, Reason: why})
-	c.markDirty(cn)
+func (c *Controller) abandon(g *group, cause FailCause, detail string) {
+	ps := g.pending
+	g.pending = nil
+	c.probeDirty[ps.to] = true
+	c.observe(SteerFailed{Group: g.name, Pair: ps.to, Cause: cause, Detail: detail})
+	c.markGroup(g)
 }
 
-func (c *Controller) minDeadline(cn *conn, t time.Time) {
-	if cn.deadline.IsZero() || t.Before(cn.deadline) {
-		cn.deadline = t
+func (c *Controller) minDeadline(g *group, t time.Time) {
+	if g.deadline.IsZero() || t.Before(g.deadline) {
+		g.deadline = t
 	}
 }
 
 // alert emits an alert once until clearAlert.
-func (c *Controller) alert(cn *conn, sev Severity, reason, msg string) {
-	if cn.alerts[reason] {
+func (c *Controller) alert(g *group, sev Severity, reason AlertReason, conn, msg string) {
+	k := alertKey{reason, conn}
+	if g.alerts[k] {
 		return
 	}
-	cn.alerts[reason] = true
-	c.acts = append(c.acts, ActAlert{Severity: sev, Conn: cn.name, Reason: reason, Message: msg})
+	g.alerts[k] = true
+	c.acts = append(c.acts, ActAlert{Severity: sev, Conn: conn, Reason: reason, Message: msg})
 }
 
-func (c *Controller) clearAlert(cn *conn, reason string) { delete(cn.alerts, reason) }
+func (c *Controller) clearAlert(g *group, reason AlertReason, conn string) {
+	delete(g.alerts, alertKey{reason, conn})
+}
 
-// freshWinner picks the target of a forced move. A candidate on the same
-// uplink as the failed current pair, or towards the same peer address, may
-// share its fault: a standby pair probed once a second has usually not
-// noticed the outage yet (measured in the lab: with 1 001 SAs, the move went
-// first to another pair of the blackholed uplink that had answered 0.1 s
-// after the failed pair's last reply, before the blackhole). So the first
-// choice is the best eligible pair that shares neither; only when there is
-// none, a suspect pair that answered after the failed pair's last reply; and
-// only then the plain ranking winner.
-func (c *Controller) freshWinner(ranked []policy.Ranked, winner int, cur Pair) int {
-	cp := c.pairs[cur]
-	if cp == nil {
-		return winner
+// noteConflicts records, for every member, whether the group's pair breaks
+// its policy (a policy conflict: disjoint allowed uplinks, one member
+// forbids NAT, ...), with an observation and an alert when that changes.
+// The answer is the same for the steered members of a class: the members
+// are looked at only when a class's answer or its steered members changed.
+func (c *Controller) noteConflicts(g *group, steered []*conn) {
+	changed := false
+	for _, k := range g.classes {
+		why := ""
+		if g.pair.Local.IsValid() && len(steered) > 0 && k.nSteer > 0 {
+			why = c.conflictWith(k.members[0], g.pair)
+		}
+		k.changed = !k.noted || why != k.conflict
+		k.noted, k.conflict = true, why
+		changed = changed || k.changed
 	}
-	fresh := -1
-	for i := range ranked {
+	if !changed {
+		return
+	}
+	for _, m := range g.members {
+		if !m.class.changed {
+			continue
+		}
+		why := ""
+		if m.nSteer > 0 {
+			why = m.class.conflict
+		}
+		if why == m.conflict {
+			continue
+		}
+		m.conflict = why
+		if why == "" {
+			c.clearAlert(g, AlertPolicyConflict, m.name)
+			c.observe(PolicyConflict{Conn: m.name, Group: g.name})
+			continue
+		}
+		c.observe(PolicyConflict{Conn: m.name, Group: g.name, Pair: g.pair, Lead: g.lead, Detail: why})
+		c.alert(g, SevWarning, AlertPolicyConflict, m.name, fmt.Sprintf("%s shares steering group %s (peer addresses overlap): its SAs are on %s, chosen for %s, although %s",
+			m.name, g.name, g.pair, g.lead, why))
+	}
+}
+
+// conflictWith says why pair p breaks cn's policy ("" = it does not): the
+// policy, not the path state, decides (a dead pair is no conflict).
+func (c *Controller) conflictWith(cn *conn, p Pair) string {
+	if !cn.follows(p) {
+		return "peer address " + p.Remote.String() + " is not one of its peer addresses"
+	}
+	pp := c.pairs[p]
+	switch {
+	case pp == nil:
+		return ""
+	case !cn.pol.Allows(pp.uplink):
+		return "uplink " + pp.uplink.Name + " is not allowed for it"
+	case pp.nat() && cn.pol.NAT == policy.NATForbid:
+		return "the pair has a NAT and it forbids NAT"
+	}
+	return ""
+}
+
+// freshWinner picks the target of a forced move among the candidate indices
+// cands (in ranking order). A candidate on the same uplink as the failed
+// current pair, or towards the same peer address, may share its fault: a
+// standby pair probed once a second has usually not noticed the outage yet
+// (measured in the lab: with 1 001 SAs, the move went first to another pair
+// of the blackholed uplink that had answered 0.1 s after the failed pair's
+// last reply, before the blackhole). So the first choice is the best
+// candidate that shares neither; only when there is none, a suspect pair that
+// answered after the failed pair's last reply; and only then the first
+// candidate.
+func (c *Controller) freshWinner(ranked []policy.Ranked, cands []int, cur Pair) int {
+	best, at := 3, cands[0]
+	for _, i := range cands {
 		r := &ranked[i]
-		if !r.Eligible {
-			continue
-		}
-		p := c.pairs[Pair{Local: r.Local, Remote: r.Remote}]
-		if p == nil {
-			continue
-		}
-		if p.linkIdx != cp.linkIdx && p.p.Remote != cur.Remote {
-			return i
-		}
-		if fresh < 0 && p.stats.LastReply.After(cp.stats.LastReply) {
-			fresh = i
+		if s := c.suspicion(Pair{Local: r.Local, Remote: r.Remote}, cur); s < best {
+			best, at = s, i
 		}
 	}
-	if fresh >= 0 {
-		return fresh
+	return at
+}
+
+// suspicion grades a candidate for a forced move off the failed pair cur:
+// 0 shares neither its uplink nor its peer address, 1 shares one but
+// answered after cur's last reply, 2 shares one and did not (or is
+// unknown).
+func (c *Controller) suspicion(p, failed Pair) int {
+	cp, q := c.pairs[failed], c.pairs[p]
+	switch {
+	case q == nil:
+		return 2
+	case cp == nil:
+		return 0
+	case q.linkIdx != cp.linkIdx && p.Remote != failed.Remote:
+		return 0
+	case q.stats.LastReply.After(cp.stats.LastReply):
+		return 1
 	}
-	return winner
+	return 2
 }

@@ -21,9 +21,17 @@ package mobike
 //		// wait for an adapter event, or until c.NextDeadline() (zero = none)
 //		acts := c.Step(now, ev)  // ev = mobike.EvTimer{} when the deadline fired
 //		for _, o := range c.TakeTrace() { /* log, metrics */ }
-//		for _, a := range acts { /* ActProbeStart/Stop, ActSteer (then feed EvSteerApplied), ActAlert */ }
+//		for _, a := range acts { /* ActProbeStart/Stop, ActRouting (the steerer feeds back EvRoutingApplied), ActAlert */ }
 //	}
 //
 // Runtime changes: EvConfig{Policy} (reload), EvPrefer{Conn, Uplink, Until}
 // (operator override; empty Uplink clears). Snapshot() returns the state with
 // per-connection rankings and reasons for `mobikectl explain`.
+//
+// Steering: connections whose peer address sets overlap form a steering
+// group with exactly one pair (group.go). From every group's pair the core
+// computes one desired routing state for the whole host (Desired: uplink
+// tables and source rules, per group a host route, a peer rule and prohibit
+// rules) and emits it as ActRouting whenever it changes; the steerer makes
+// the kernel equal to it, off the core's goroutine, and reports back with
+// EvRoutingApplied. Causes and reasons are enums (causes.go).

@@ -330,51 +330,6 @@ type EvSARekey struct {
 // EvCharon reports charon's VICI socket coming up or going away.
 type EvCharon struct{ Up bool }
 
-// CharonLogKind classifies the charon log lines (VICI `log` event, levels 0–1)
-// an adapter recognises. Other lines are not reported.
-type CharonLogKind uint8
-
-const (
-	LogUnknown          CharonLogKind = iota
-	LogRetransmit                     // "retransmit N of request with message ID M"
-	LogRetransmitGiveUp               // "giving up after N retransmits"
-	LogPathProbeGiveUp                // "giving up after N path probings"
-	LogPathUnavailable                // "old path is not available anymore, try to find another"
-	LogPathNotPreferred               // "old path is not preferred anymore"
-	LogMOBIKEDeferred                 // "no route found to reach X, MOBIKE update deferred"
-	LogNATChanged                     // "detected changes in NAT mappings, initiating MOBIKE update"
-)
-
-func (k CharonLogKind) String() string {
-	switch k {
-	case LogUnknown:
-		return "unknown"
-	case LogRetransmit:
-		return "retransmit"
-	case LogRetransmitGiveUp:
-		return "retransmit-give-up"
-	case LogPathProbeGiveUp:
-		return "path-probe-give-up"
-	case LogPathUnavailable:
-		return "path-unavailable"
-	case LogPathNotPreferred:
-		return "path-not-preferred"
-	case LogMOBIKEDeferred:
-		return "mobike-deferred"
-	case LogNATChanged:
-		return "nat-changed"
-	}
-	return "log-kind(" + itoa(int(k)) + ")"
-}
-
-// EvCharonLog reports a recognised charon log line about an IKE_SA.
-type EvCharonLog struct {
-	Conn     string
-	UniqueID uint32
-	Kind     CharonLogKind
-	N        int // the count in the line (retransmit number, retransmits or probings given up after), else 0
-}
-
 // Conn is a connection loaded in charon (list-conns).
 type Conn struct {
 	Name        string
@@ -384,13 +339,6 @@ type Conn struct {
 
 // EvConns is the full set of charon's connections.
 type EvConns struct{ Conns []Conn }
-
-// EvSteerApplied reports the result of installing the kernel state for a steer.
-type EvSteerApplied struct {
-	Peer string // the steering group (see ActSteer.Peer)
-	Pair Pair
-	Err  error
-}
 
 // EvTimer tells the core that now >= its last NextDeadline.
 type EvTimer struct{}
@@ -411,20 +359,18 @@ type EvPrefer struct {
 	Until  time.Time
 }
 
-func (EvNetState) isEvent()     {}
-func (EvProbeResult) isEvent()  {}
-func (EvSAList) isEvent()       {}
-func (EvSAUp) isEvent()         {}
-func (EvSADown) isEvent()       {}
-func (EvIKEUpdate) isEvent()    {}
-func (EvSARekey) isEvent()      {}
-func (EvCharon) isEvent()       {}
-func (EvCharonLog) isEvent()    {}
-func (EvConns) isEvent()        {}
-func (EvSteerApplied) isEvent() {}
-func (EvTimer) isEvent()        {}
-func (EvConfig) isEvent()       {}
-func (EvPrefer) isEvent()       {}
+func (EvNetState) isEvent()    {}
+func (EvProbeResult) isEvent() {}
+func (EvSAList) isEvent()      {}
+func (EvSAUp) isEvent()        {}
+func (EvSADown) isEvent()      {}
+func (EvIKEUpdate) isEvent()   {}
+func (EvSARekey) isEvent()     {}
+func (EvCharon) isEvent()      {}
+func (EvConns) isEvent()       {}
+func (EvTimer) isEvent()       {}
+func (EvConfig) isEvent()      {}
+func (EvPrefer) isEvent()      {}
 
 // ActProbeStart starts (or retunes, if running) the prober of a pair.
 type ActProbeStart struct {
@@ -444,19 +390,6 @@ type ActProbeStop struct{ Pair Pair }
 // LastReply) or shows enough consecutive losses to be declared down. A burst
 // already in flight is not restarted.
 type ActProbeConfirm struct{ Pair Pair }
-
-// ActSteer puts every SA towards a peer on Pair: the actuator installs the
-// host route for Pair.Remote via the uplink's gateway with source Pair.Local and
-// prohibits the peer's other addresses so that charon cannot pick them.
-type ActSteer struct {
-	Peer     string // steering group: the connection name the peer addresses belong to
-	Pair     Pair
-	LinkIdx  int
-	Uplink   string
-	Nexthop  netip.Addr // zero for on-link
-	Prohibit []netip.Addr
-	Reason   string
-}
 
 // Severity of an alert.
 type Severity uint8
@@ -483,14 +416,13 @@ func (s Severity) String() string {
 type ActAlert struct {
 	Severity Severity
 	Conn     string
-	Reason   string // closed set, e.g. "nat-forbidden", "steer-unconfirmed", "no-path"
-	Message  string
+	Reason   AlertReason
+	Message  string // for humans
 }
 
 func (ActProbeStart) isAction()   {}
 func (ActProbeStop) isAction()    {}
 func (ActProbeConfirm) isAction() {}
-func (ActSteer) isAction()        {}
 func (ActAlert) isAction()        {}
 
 func itoa(n int) string { return strconv.Itoa(n) }

@@ -122,7 +122,7 @@ func fuzzEvent(r *fuzzReader) Event {
 			if r.next()%2 == 0 {
 				err = fmt.Errorf("boom")
 			}
-			return EvSteerApplied{Peer: fzConns[r.next()%2], Pair: fuzzPair(r), Err: err}
+			return EvRoutingApplied{Gen: uint64(r.next() % 8), Failed: []string{fzConns[r.next()%2]}, Err: err}
 		default:
 			p := fuzzPair(r)
 			return EvSARekey{OldID: uint32(r.next()%5 + 1), New: SA{Conn: "a", UniqueID: uint32(r.next()%8 + 1), Initiator: true, State: IKEEstablished,
@@ -149,6 +149,9 @@ func runFuzz(t *testing.T, data []byte) string {
 			now = dl
 		}
 		acts := c.Step(now, ev)
+		if err := verifyIndexes(c); err != nil {
+			t.Fatalf("step %d (%T%+v): %v", steps, ev, ev, err)
+		}
 		st := c.Snapshot()
 		states := map[Pair]PathState{}
 		for _, p := range st.Pairs {
@@ -157,21 +160,12 @@ func runFuzz(t *testing.T, data []byte) string {
 		for _, a := range acts {
 			fmt.Fprintf(&out, "%T%+v\n", a, a)
 			switch a := a.(type) {
-			case ActSteer:
-				if s := states[a.Pair]; !s.Usable() {
-					t.Fatalf("step %d: steer %s onto a %s pair", steps, a.Pair, s)
-				}
-				for _, cv := range st.Conns {
-					if cv.Name == a.Peer && cv.Policy.NAT == policy.NATForbid {
-						for _, p := range st.Pairs {
-							if p.Pair == a.Pair && p.Stats.NAT == NATPresent {
-								t.Fatalf("step %d: steer %s onto a NATed pair for a nat-forbid connection", steps, a.Pair)
-							}
-						}
+			case ActRouting:
+				checkDesired(t, a.State, st)
+				for _, g := range a.State.Groups {
+					if g.Pair.Local.Is4() != g.Pair.Remote.Is4() || g.Pair.Local.IsLinkLocalUnicast() {
+						t.Fatalf("step %d: bad pair %s", steps, g.Pair)
 					}
-				}
-				if a.Pair.Local.Is4() != a.Pair.Remote.Is4() || a.Pair.Local.IsLinkLocalUnicast() {
-					t.Fatalf("step %d: bad pair %s", steps, a.Pair)
 				}
 			case ActProbeStart:
 				if started[a.Pair] == a {
@@ -185,6 +179,22 @@ func runFuzz(t *testing.T, data []byte) string {
 		for _, o := range c.TakeTrace() {
 			out.WriteString(o.String())
 			out.WriteByte('\n')
+			sr, ok := o.(SteerRequested)
+			if !ok {
+				continue
+			}
+			if s := states[sr.To]; !s.Usable() {
+				t.Fatalf("step %d: steer %s onto a %s pair", steps, sr.To, s)
+			}
+			for _, cv := range st.Conns {
+				if cv.Group == sr.Group && cv.Lead == cv.Name && cv.Policy.NAT == policy.NATForbid {
+					for _, p := range st.Pairs {
+						if p.Pair == sr.To && p.Stats.NAT == NATPresent {
+							t.Fatalf("step %d: steer %s onto a NATed pair for a nat-forbid leader", steps, sr.To)
+						}
+					}
+				}
+			}
 		}
 		if dl := c.NextDeadline(); !dl.IsZero() && !dl.After(now) {
 			t.Fatalf("step %d: deadline %s not after now %s", steps, dl, now)

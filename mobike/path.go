@@ -232,6 +232,9 @@ type pair struct {
 	slaMask    uint64        // which of the controller's distinct SLAs the pair meets
 	deprecated bool          // the local address is deprecated
 	rttClass   int
+	// rttHalfClass is the class of half the RTT: what the ranking uses
+	// when the pair is a connection's current one (hysteresis).
+	rttHalfClass int
 }
 
 func (p *pair) usable() bool { return p.state.Usable() }

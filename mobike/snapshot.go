@@ -55,13 +55,25 @@ type SAView struct {
 	Pair Pair
 }
 
-// ConnView is one connection (steering group) with its ranking explanation.
+// ConnView is one connection with its steering group's state and its
+// ranking explanation. The decision fields (Steering to Deadline, Decision)
+// are the group's: every member of a group shows the same.
 type ConnView struct {
-	Name          string
-	Policy        policy.ConnPolicy
-	Peers         []netip.Addr
-	SAs           []uint32
-	Current       Pair // pair of the lowest-ID initiator SA; zero when none
+	Name    string
+	Policy  policy.ConnPolicy
+	Peers   []netip.Addr
+	SAs     []uint32
+	Current Pair // pair of the lowest-ID initiator SA; zero when none
+	// Group is the steering group's name ("" when the connection is not
+	// live), Members its connections, GroupPair the pair the routing state
+	// puts the group on (zero: none), Lead the member whose policy chose it.
+	Group     string
+	Members   []string // shared by the group's members: read-only
+	GroupPair Pair
+	Lead      string
+	// Conflict says why GroupPair breaks this connection's policy ("" = it
+	// does not).
+	Conflict      string
 	Steering      bool // a steer is waiting for confirmation
 	SteerTo       Pair
 	SteerSince    time.Time
@@ -83,7 +95,8 @@ func (c *Controller) Snapshot() State {
 	// Fresh rankings (the cache may hold rankings from before the last
 	// probe results); filled again below, and cleared by the next decide.
 	clear(c.rankCache)
-	st := State{At: c.now, CharonUp: c.charonUp}
+	st := State{At: c.now, CharonUp: c.charonUp, Pairs: make([]PairView, 0, len(c.pairKeys)),
+		SAs: make([]SAView, 0, len(c.sas)), Conns: make([]ConnView, 0, len(c.connList))}
 	for _, l := range c.net.Links {
 		u := UplinkView{Link: l, Policy: c.uplinks[l.Index]}
 		for _, v4 := range []bool{true, false} {
@@ -118,27 +131,39 @@ func (c *Controller) Snapshot() State {
 		sa.VIPs = slices.Clone(sa.VIPs)
 		st.SAs = append(st.SAs, SAView{SA: sa, Pair: s.pair})
 	}
+	members := map[*group][]string{}
 	for _, cn := range c.connList {
 		v := ConnView{
 			Name: cn.name, Policy: clonePolicy(cn.pol), Peers: slices.Clone(cn.peers), SAs: slices.Clone(cn.sas),
-			Failures: cn.failures, BackoffUntil: cn.backoffUntil, Prefer: cn.prefer, PreferUntil: cn.preferUntil,
-			Deadline: cn.deadline, Decision: cn.decision,
+			Prefer: cn.prefer, PreferUntil: cn.preferUntil, Conflict: cn.conflict, Decision: "not loaded in charon",
 		}
-		for _, t := range cn.moves {
-			if c.now.Before(t.Add(cn.pol.MoveWindow)) {
-				v.MovesInWindow++
+		if g := cn.group; g != nil {
+			v.Group, v.GroupPair, v.Lead = g.name, g.pair, g.lead
+			if _, ok := members[g]; !ok {
+				members[g] = slices.Clone(g.names)
 			}
-		}
-		if ps := cn.pending; ps != nil {
-			v.Steering, v.SteerTo, v.SteerSince = true, ps.to, ps.at
+			v.Members = members[g]
+			v.Failures, v.BackoffUntil, v.Deadline, v.Decision = g.failures, g.backoffUntil, g.deadline, g.decision
+			if cn.conflict != "" {
+				v.Decision += "; policy conflict: " + cn.conflict + " (the group's pair was chosen for " + g.lead + ")"
+			}
+			for _, t := range g.moves {
+				if c.now.Before(t.Add(cn.pol.MoveWindow)) {
+					v.MovesInWindow++
+				}
+			}
+			if ps := g.pending; ps != nil {
+				v.Steering, v.SteerTo, v.SteerSince = true, ps.to, ps.at
+			}
 		}
 		if s := c.firstInitiator(cn); s != nil {
 			v.Current = s.pair
 		}
-		// Connections with the same policy, peers and current pair share
-		// one ranking (1 001 connections to one gateway: one ranking, not
+		// The members of a class with the same current pair share one
+		// ranking (1 001 connections to one gateway: one ranking, not
 		// 1 001 — the daemon takes a snapshot every second for metrics).
-		v.Ranking = c.rank(cn, v.Current).ranked
+		// A listed connection ranks on its own here: the reasons name it.
+		v.Ranking = c.rankOwn(cn, v.Current).ranked
 		st.Conns = append(st.Conns, v)
 	}
 	return st
@@ -148,4 +173,19 @@ func clonePolicy(p policy.ConnPolicy) policy.ConnPolicy {
 	p.AllowedUplinks = slices.Clone(p.AllowedUplinks)
 	p.ExtraPeers = slices.Clone(p.ExtraPeers)
 	return p
+}
+
+// GroupsOn returns the names of the steering groups that have a steerable
+// SA on pair p, in key order (cheap: no snapshot).
+func (c *Controller) GroupsOn(p Pair) []string {
+	var out []string
+	for _, g := range c.groups {
+		for _, k := range g.classes {
+			if k.on[p] > 0 {
+				out = append(out, g.name)
+				break
+			}
+		}
+	}
+	return out
 }

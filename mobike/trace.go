@@ -47,6 +47,7 @@ type PeerLearned struct {
 // SAMoved: charon reports an SA on new endpoints (ike-update, SA list).
 type SAMoved struct {
 	Conn     string
+	Group    string // its steering group (not rendered)
 	ID       uint32
 	From, To Pair
 	Steered  bool // it is where the pending steer asked
@@ -65,18 +66,20 @@ type SARemoved struct {
 	ID   uint32
 }
 
-// SteerRequested: the core asked for a connection's SAs to move.
+// SteerRequested: the core asked for a steering group's SAs to move (the
+// routing state now puts the group on To).
 type SteerRequested struct {
-	Conn     string
+	Group    string
 	From, To Pair
-	Forced   bool // the current pair is unusable (not counted against the budget's block)
-	Reason   string
+	Forced   bool // the current pair is unusable (not blocked by the move budget)
+	Cause    SteerCause
+	Detail   string // for humans
 }
 
-// SteerConfirmed: charon reported every initiator SA of the connection on the
+// SteerConfirmed: charon reported every steerable SA of the group on the
 // steered pair.
 type SteerConfirmed struct {
-	Conn  string
+	Group string
 	Pair  Pair
 	After time.Duration
 }
@@ -84,18 +87,30 @@ type SteerConfirmed struct {
 // SteerFailed: a steer was not confirmed in time, could not be applied, or
 // was abandoned. Backoff is the wait before the next attempt (0: none).
 type SteerFailed struct {
-	Conn    string
+	Group   string
 	Pair    Pair
-	Reason  string
+	Cause   FailCause
+	Detail  string
 	Backoff time.Duration
 }
 
 // HoldDownStarted: a better pair must stay stably operational until Until
-// before the connection moves to it.
+// before the group moves to it.
 type HoldDownStarted struct {
-	Conn  string
+	Group string
 	Pair  Pair
 	Until time.Time
+}
+
+// PolicyConflict: a connection's steering group is on a pair its policy does
+// not allow (chosen for Lead, the group's leading member), or, with an empty
+// Detail, no longer is.
+type PolicyConflict struct {
+	Conn   string
+	Group  string
+	Pair   Pair
+	Lead   string
+	Detail string
 }
 
 // NATExcluded: a usable pair was excluded for a connection that forbids NAT.
@@ -104,18 +119,18 @@ type NATExcluded struct {
 	Pair Pair
 }
 
-// MoveBudgetExhausted: a move was wanted but the connection's move budget is
+// MoveBudgetExhausted: a move was wanted but the group's move budget is
 // spent; it stays until Until.
 type MoveBudgetExhausted struct {
-	Conn  string
+	Group string
 	Want  Pair
 	Until time.Time
 }
 
-// NoPath: a connection's current pair is unusable and no eligible pair exists.
+// NoPath: a group's current pair is unusable and no eligible pair exists.
 type NoPath struct {
-	Conn   string
-	Reason string
+	Group  string
+	Reason AlertReason
 }
 
 // PreferChanged: an operator override was set (Uplink != "") or cleared.
@@ -142,6 +157,7 @@ func (SteerRequested) isObservation()      {}
 func (SteerConfirmed) isObservation()      {}
 func (SteerFailed) isObservation()         {}
 func (HoldDownStarted) isObservation()     {}
+func (PolicyConflict) isObservation()      {}
 func (NATExcluded) isObservation()         {}
 func (MoveBudgetExhausted) isObservation() {}
 func (NoPath) isObservation()              {}
@@ -177,22 +193,28 @@ func (o SteerRequested) String() string {
 	if o.Forced {
 		f = " forced"
 	}
-	return fmt.Sprintf("steer-requested %s %s => %s%s (%s)", o.Conn, o.From, o.To, f, o.Reason)
+	return fmt.Sprintf("steer-requested %s %s => %s%s %s (%s)", o.Group, o.From, o.To, f, o.Cause, o.Detail)
 }
 func (o SteerConfirmed) String() string {
-	return fmt.Sprintf("steer-confirmed %s %s after %s", o.Conn, o.Pair, o.After)
+	return fmt.Sprintf("steer-confirmed %s %s after %s", o.Group, o.Pair, o.After)
 }
 func (o SteerFailed) String() string {
-	return fmt.Sprintf("steer-failed %s %s (%s) backoff %s", o.Conn, o.Pair, o.Reason, o.Backoff)
+	return fmt.Sprintf("steer-failed %s %s %s (%s) backoff %s", o.Group, o.Pair, o.Cause, o.Detail, o.Backoff)
 }
 func (o HoldDownStarted) String() string {
-	return fmt.Sprintf("hold-down %s %s until %s", o.Conn, o.Pair, o.Until.UTC().Format(time.RFC3339Nano))
+	return fmt.Sprintf("hold-down %s %s until %s", o.Group, o.Pair, o.Until.UTC().Format(time.RFC3339Nano))
+}
+func (o PolicyConflict) String() string {
+	if o.Detail == "" {
+		return fmt.Sprintf("policy-conflict-resolved %s in %s", o.Conn, o.Group)
+	}
+	return fmt.Sprintf("policy-conflict %s in %s: on %s chosen for %s, but %s", o.Conn, o.Group, o.Pair, o.Lead, o.Detail)
 }
 func (o NATExcluded) String() string { return fmt.Sprintf("nat-excluded %s %s", o.Conn, o.Pair) }
 func (o MoveBudgetExhausted) String() string {
-	return fmt.Sprintf("move-budget-exhausted %s want %s until %s", o.Conn, o.Want, o.Until.UTC().Format(time.RFC3339Nano))
+	return fmt.Sprintf("move-budget-exhausted %s want %s until %s", o.Group, o.Want, o.Until.UTC().Format(time.RFC3339Nano))
 }
-func (o NoPath) String() string { return fmt.Sprintf("no-path %s (%s)", o.Conn, o.Reason) }
+func (o NoPath) String() string { return fmt.Sprintf("no-path %s (%s)", o.Group, o.Reason) }
 func (o PreferChanged) String() string {
 	if o.Uplink == "" {
 		return fmt.Sprintf("prefer-cleared %s", o.Conn)

@@ -127,26 +127,42 @@ func (s *netlinkSource) dump() (Raw, error) {
 	if err := check("addresses", err); err != nil {
 		return Raw{}, err
 	}
-	var raw Raw
+	var routes []netlink.Route
 	err = s.h.RouteListFilteredIter(netlink.FAMILY_ALL, &netlink.Route{Table: unix.RT_TABLE_UNSPEC}, netlink.RT_FILTER_TABLE,
 		func(r netlink.Route) bool {
-			// Keep only what Build looks at: default routes and the
-			// sources of charon's routes. The rest (one local route per
-			// address, prefix routes) would only cost memory.
-			if r.Table == TableCharon && r.Src != nil || r.Dst == nil || ones(r.Dst) == 0 {
-				raw.Routes = append(raw.Routes, convertRoute(r))
+			if keepRoute(r) {
+				routes = append(routes, r)
 			}
 			return true
 		})
 	if err := check("routes", err); err != nil {
 		return Raw{}, err
 	}
-
-	raw.Links = make([]RawLink, 0, len(links))
-	for _, l := range links {
-		raw.Links = append(raw.Links, s.convertLink(l))
+	raw := rawFromNetlink(links, addrs, routes, s.sysfs)
+	if interrupted {
+		return raw, errInterrupted
 	}
-	raw.Addrs = make([]RawAddr, 0, len(addrs))
+	return raw, nil
+}
+
+// keepRoute keeps only what Build looks at: default routes and the sources
+// of charon's routes. The rest (one local route per address, prefix routes)
+// would only cost memory.
+func keepRoute(r netlink.Route) bool {
+	return r.Table == TableCharon && r.Src != nil || r.Dst == nil || ones(r.Dst) == 0
+}
+
+// rawFromNetlink converts what the netlink library returned into Raw. It
+// takes the library's structs as they come (any IP or mask length, nil
+// entries): a malformed one is skipped, never a panic (FuzzNetlinkToState).
+func rawFromNetlink(links []netlink.Link, addrs []netlink.Addr, routes []netlink.Route, sysfs SysfsKind) Raw {
+	raw := Raw{Links: make([]RawLink, 0, len(links)), Addrs: make([]RawAddr, 0, len(addrs))}
+	for _, l := range links {
+		if l == nil || l.Attrs() == nil {
+			continue
+		}
+		raw.Links = append(raw.Links, convertLink(l, sysfs))
+	}
 	for _, a := range addrs {
 		if a.IPNet == nil {
 			continue
@@ -157,17 +173,17 @@ func (s *netlinkSource) dump() (Raw, error) {
 		}
 		raw.Addrs = append(raw.Addrs, RawAddr{Prefix: p, LinkIdx: a.LinkIndex, Flags: uint32(a.Flags)})
 	}
-	if interrupted {
-		return raw, errInterrupted
+	for _, r := range routes {
+		raw.Routes = append(raw.Routes, convertRoute(r))
 	}
-	return raw, nil
+	return raw
 }
 
-func (s *netlinkSource) convertLink(l netlink.Link) RawLink {
+func convertLink(l netlink.Link, sysfs SysfsKind) RawLink {
 	a := l.Attrs()
 	rl := RawLink{Index: a.Index, Name: a.Name, Type: l.Type(), EncapType: a.EncapType, RawFlags: a.RawFlags}
-	if !NeverUplink(rl, Rules{}) && s.sysfs != nil {
-		if dt, wl, ok := s.sysfs(a.Name, a.Index); ok {
+	if !NeverUplink(rl, Rules{}) && sysfs != nil {
+		if dt, wl, ok := sysfs(a.Name, a.Index); ok {
 			rl.DevType, rl.Wireless = dt, wl
 		}
 	}

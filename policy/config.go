@@ -2,6 +2,7 @@ package policy
 
 import (
 	"fmt"
+	"math"
 	"net/netip"
 	"path"
 	"slices"
@@ -33,7 +34,9 @@ func parseKind(s string) (Kind, bool) {
 	return KindUnknown, false
 }
 
-// Limits of the knobs, checked by Validate.
+// Limits of the knobs. Every duration and count of a Config has a range,
+// and all of them are checked in one place, Config.numbers; a value outside
+// its range is refused with the range in the message.
 const (
 	// MinPriority and MaxPriority bound UplinkRule.Priority; higher is
 	// preferred (the zero-config classes are PriorityEthernet etc.).
@@ -43,15 +46,47 @@ const (
 	MaxCost = 1000000
 
 	// MinProbeInterval keeps a misconfigured interval from flooding an uplink
-	// (RFC 4621 §5.1.3: path testing must not add to congestion).
+	// (RFC 4621 §5.1.3: path testing must not add to congestion);
+	// MaxProbeInterval keeps a pair's state meaningful (and the jittered,
+	// backed-off intervals far from overflowing a time.Duration).
 	MinProbeInterval = 10 * time.Millisecond
+	MaxProbeInterval = time.Hour
+	// MinProbeTimeout and MaxProbeTimeout bound Probes.Timeout.
+	MinProbeTimeout = 10 * time.Millisecond
+	MaxProbeTimeout = time.Minute
 	// MaxLossThreshold bounds Probes.LossThreshold (K consecutive losses).
 	MaxLossThreshold = 100
+	// MaxHoldDown bounds ConnConfig.HoldDown (0 = fail back at once).
+	MaxHoldDown = 24 * time.Hour
+	// MaxSLARTT bounds SLA.MaxRTT (0 = no limit).
+	MaxSLARTT = time.Minute
+	// MaxMoves bounds MoveBudget.Moves; MinMoveWindow..MaxMoveWindow
+	// MoveBudget.Window.
+	MaxMoves      = 1000
+	MinMoveWindow = time.Second
+	MaxMoveWindow = 24 * time.Hour
+	// MinHookTimeout..MaxHookTimeout bound Hooks.Timeout.
+	MinHookTimeout = 10 * time.Millisecond
+	MaxHookTimeout = time.Hour
 
 	// Steering rules must sit after charon's rule 220 (otherwise they pull
 	// traffic away from charon's own table) and before the main table's 32766.
 	MinRulePriority = 221
 	MaxRulePriority = 32765
+	// The steerer's layout of the rule band (vici/steer Options, built from
+	// these in cmd/mobiked): the main-table rule (lookup main
+	// suppress_prefixlength 0) at the band's first priority, source rules
+	// RuleSourceOffset after it, prohibit rules RuleProhibitOffset after it,
+	// peer rules RulePeerOffset after it, so a band needs at least
+	// MinRuleBand priorities.
+	RuleSourceOffset   = 1
+	RuleProhibitOffset = 40
+	RulePeerOffset     = 50
+	MinRuleBand        = RulePeerOffset + 1
+	// UplinkTableFirst..UplinkTableFirst+UplinkTables-1 are the per-uplink
+	// routing tables mobiked owns besides Steering.Table.
+	UplinkTableFirst = 2101
+	UplinkTables     = 64
 
 	// maxSocketPath is the size of sun_path minus the terminating NUL.
 	maxSocketPath = 107
@@ -85,6 +120,8 @@ type Config struct {
 	// ControlSocket is the unix socket of the control API (mobikectl).
 	// Default /run/mobiked/mobiked.sock.
 	ControlSocket string
+	// Hooks are operator programs run on events (mwan3.user style).
+	Hooks Hooks
 
 	// pos maps field paths ("connections[1].uplinks[0]") to source lines, for
 	// problems found after decoding. Nil for configs built in code.
@@ -258,6 +295,20 @@ type Steering struct {
 	RulePriorityMax int
 }
 
+// Hooks are executables mobiked runs on events, with the event in the
+// environment (MOBIKED_*). They run outside the core, one at a time, each
+// bounded by Timeout; a slow or failing hook never delays a decision.
+type Hooks struct {
+	// OnMove runs after each confirmed move of a connection. Absolute path;
+	// empty = none.
+	OnMove string
+	// Timeout kills a hook that runs longer. Default 10s.
+	Timeout time.Duration
+}
+
+// DefaultHookTimeout bounds a hook when hooks.timeout is not set.
+const DefaultHookTimeout = 10 * time.Second
+
 // Reflector is the STAMP session reflector (responder side).
 type Reflector struct {
 	// Listen is the UDP address to answer on; the zero AddrPort (default)
@@ -305,6 +356,7 @@ func Default() *Config {
 		},
 		MetricsListen: netip.MustParseAddrPort("127.0.0.1:9816"),
 		ControlSocket: "/run/mobiked/mobiked.sock",
+		Hooks:         Hooks{Timeout: DefaultHookTimeout},
 	}
 }
 
@@ -337,11 +389,9 @@ func (p ConnConfig) clone() ConnConfig {
 // Validate checks the configuration and returns a *ConfigError listing every
 // problem, or nil.
 func (c *Config) Validate() error {
-	var v validator
-	v.file = c.file
-	v.pos = c.pos
+	v := validator{file: c.file, pos: c.pos, problems: &problemSet{}}
 	c.validate(&v)
-	return v.err()
+	return v.problems.err(c.file)
 }
 
 // validator collects problems found after decoding, with the source line of
@@ -349,11 +399,11 @@ func (c *Config) Validate() error {
 type validator struct {
 	file     string
 	pos      map[string]int
-	problems []Problem
+	problems *problemSet
 }
 
 func (v *validator) addf(field, format string, args ...any) {
-	v.problems = append(v.problems, Problem{
+	v.problems.add(Problem{
 		File:  v.file,
 		Line:  v.line(field),
 		Field: field,
@@ -384,13 +434,6 @@ func (v *validator) firstAt(field string) string {
 	return ""
 }
 
-func (v *validator) err() error {
-	if len(v.problems) == 0 {
-		return nil
-	}
-	return &ConfigError{Problems: v.problems}
-}
-
 func (c *Config) validate(v *validator) {
 	ids := map[string]string{} // rule ID -> field of its first entry
 	for i, u := range c.Uplinks {
@@ -409,12 +452,6 @@ func (c *Config) validate(v *validator) {
 			v.addf(f, "duplicate uplink %q%s", u.ID(), v.firstAt(first))
 		} else {
 			ids[u.ID()] = f
-		}
-		if u.Priority != 0 && (u.Priority < MinPriority || u.Priority > MaxPriority) {
-			v.addf(f+".priority", "priority %d out of range %d..%d", u.Priority, MinPriority, MaxPriority)
-		}
-		if u.Cost < 0 || u.Cost > MaxCost {
-			v.addf(f+".cost", "cost %d out of range 0..%d", u.Cost, MaxCost)
 		}
 		if u.ProbeProfile > StandbyMetered {
 			v.addf(f+".probe_profile", "unknown probe profile %s", u.ProbeProfile)
@@ -445,42 +482,25 @@ func (c *Config) validate(v *validator) {
 		c.validateConn(v, f, p, ids)
 	}
 
-	p := c.Probes
-	for _, d := range []struct {
-		field string
-		val   time.Duration
-	}{
-		{"probes.active_interval", p.ActiveInterval},
-		{"probes.standby_interval", p.StandbyInterval},
-		{"probes.metered_standby_interval", p.MeteredStandbyInterval},
-	} {
-		if d.val < MinProbeInterval {
-			v.addf(d.field, "interval %s is below the minimum %s", d.val, MinProbeInterval)
-		}
+	for _, n := range c.numbers() {
+		n.check(v)
 	}
-	// 0 is the adaptive default; written in a file, it must be positive
-	if _, given := v.pos["probes.timeout"]; p.Timeout < 0 || given && p.Timeout == 0 {
-		v.addf("probes.timeout", "timeout must be positive, got %s", p.Timeout)
-	}
-	if p.LossThreshold < 1 || p.LossThreshold > MaxLossThreshold {
-		v.addf("probes.loss_threshold", "loss threshold %d out of range 1..%d", p.LossThreshold, MaxLossThreshold)
-	}
-
 	s := c.Steering
 	switch s.Table {
-	case 0, 220, 253, 254, 255:
+	case 220, 253, 254, 255:
 		v.addf("steering.table", "table %d is reserved", s.Table)
 	}
-	for _, r := range []struct {
-		field string
-		val   int
-	}{{"steering.rule_priority.min", s.RulePriorityMin}, {"steering.rule_priority.max", s.RulePriorityMax}} {
-		if r.val < MinRulePriority || r.val > MaxRulePriority {
-			v.addf(r.field, "rule priority %d out of range %d..%d", r.val, MinRulePriority, MaxRulePriority)
-		}
+	if s.Table >= UplinkTableFirst && s.Table < UplinkTableFirst+UplinkTables {
+		v.addf("steering.table", "table %d is one of mobiked's uplink tables %d..%d",
+			s.Table, UplinkTableFirst, UplinkTableFirst+UplinkTables-1)
 	}
-	if s.RulePriorityMin > s.RulePriorityMax {
+	switch band := s.RulePriorityMax - s.RulePriorityMin + 1; {
+	case band <= 0:
 		v.addf("steering.rule_priority", "rule priority range %d..%d is empty", s.RulePriorityMin, s.RulePriorityMax)
+	case band < MinRuleBand:
+		v.addf("steering.rule_priority", "rule priority band %d..%d has %d priorities, need at least %d "+
+			"(main-table rule at min, source rules at min+%d, prohibit rules at min+%d, peer rules at min+%d)",
+			s.RulePriorityMin, s.RulePriorityMax, band, MinRuleBand, RuleSourceOffset, RuleProhibitOffset, RulePeerOffset)
 	}
 
 	if k := c.Reflector.Key; k != "" && !strings.HasPrefix(k, "/") {
@@ -494,14 +514,26 @@ func (c *Config) validate(v *validator) {
 		v.addf("reflector.key", "key set but reflector.listen is empty")
 	}
 
-	if !strings.HasPrefix(c.ControlSocket, "/") {
-		v.addf("control.socket", "socket path %q must be absolute", c.ControlSocket)
-	} else if len(c.ControlSocket) > maxSocketPath {
-		v.addf("control.socket", "socket path is %d bytes, the limit is %d", len(c.ControlSocket), maxSocketPath)
+	if err := CheckSocketPath(c.ControlSocket); err != nil {
+		v.addf("control.socket", "%v", err)
 	}
-	if strings.ContainsRune(c.ControlSocket, 0) {
-		v.addf("control.socket", "socket path contains a NUL byte")
+	if h := c.Hooks.OnMove; h != "" && (!strings.HasPrefix(h, "/") || strings.ContainsRune(h, 0)) {
+		v.addf("hooks.on_move", "hook %q must be an absolute path", h)
 	}
+}
+
+// CheckSocketPath checks a unix socket path of the control API: absolute,
+// short enough for sun_path, no NUL.
+func CheckSocketPath(p string) error {
+	switch {
+	case !strings.HasPrefix(p, "/"):
+		return fmt.Errorf("socket path %q must be absolute", p)
+	case len(p) > maxSocketPath:
+		return fmt.Errorf("socket path is %d bytes, the limit is %d", len(p), maxSocketPath)
+	case strings.ContainsRune(p, 0):
+		return fmt.Errorf("socket path contains a NUL byte")
+	}
+	return nil
 }
 
 func (c *Config) validateConn(v *validator, f string, p ConnConfig, uplinkIDs map[string]string) {
@@ -528,21 +560,6 @@ func (c *Config) validateConn(v *validator, f string, p ConnConfig, uplinkIDs ma
 	if p.NAT > NATForbid {
 		v.addf(f+".nat", "unknown nat mode %s", p.NAT)
 	}
-	if p.SLA.MaxLoss < 0 || p.SLA.MaxLoss > 1 || p.SLA.MaxLoss != p.SLA.MaxLoss {
-		v.addf(f+".sla.max_loss", "max loss %v out of range 0..1", p.SLA.MaxLoss)
-	}
-	if p.SLA.MaxRTT < 0 {
-		v.addf(f+".sla.max_rtt", "max rtt must not be negative, got %s", p.SLA.MaxRTT)
-	}
-	if p.HoldDown < 0 {
-		v.addf(f+".hold_down", "hold-down must not be negative, got %s", p.HoldDown)
-	}
-	if p.MoveBudget.Moves < 1 {
-		v.addf(f+".move_budget.moves", "move budget must allow at least 1 move, got %d", p.MoveBudget.Moves)
-	}
-	if p.MoveBudget.Window <= 0 {
-		v.addf(f+".move_budget.window", "move budget window must be positive, got %s", p.MoveBudget.Window)
-	}
 	if p.Probe > MethodIKE { // MethodDefault is icmp
 		v.addf(f+".probe", "unknown probe method %s", p.Probe)
 	}
@@ -568,4 +585,104 @@ func decodeHex(s string) ([]byte, error) {
 		b[i/2] = byte(x)
 	}
 	return b, nil
+}
+
+// number is one duration, count or ratio of a Config with its range.
+type number struct {
+	field   string // where it is in the file, e.g. "probes.timeout"
+	goField string // where it is in Config, e.g. "Probes.Timeout" (TestEveryNumberHasARange)
+	noun    string
+	kind    numberKind
+	val     float64 // ratios
+	n       int64   // durations and counts
+	lo, hi  int64   // durations and counts; ratios are 0..1
+	zero    bool    // 0 is accepted besides the range (means "by kind")
+	// unset: 0 is accepted when the file does not write the field (the
+	// default it stands for is not a number, e.g. the adaptive timeout)
+	unset bool
+}
+
+type numberKind uint8
+
+const (
+	numCount numberKind = iota
+	numDuration
+	numRatio
+)
+
+func dur(field, goField, noun string, d, lo, hi time.Duration) number {
+	return number{field: field, goField: goField, noun: noun, kind: numDuration, n: int64(d), lo: int64(lo), hi: int64(hi)}
+}
+
+func count(field, goField, noun string, x, lo, hi int64) number {
+	return number{field: field, goField: goField, noun: noun, kind: numCount, n: x, lo: lo, hi: hi}
+}
+
+func (n number) check(v *validator) {
+	if n.unset && n.n == 0 {
+		if _, written := v.pos[n.field]; !written {
+			return
+		}
+	}
+	switch n.kind {
+	case numRatio:
+		if !(n.val >= 0 && n.val <= 1) { // NaN fails too
+			v.addf(n.field, "%s %v out of range 0..1", n.noun, n.val)
+		}
+	case numDuration:
+		if n.n < n.lo || n.n > n.hi {
+			v.addf(n.field, "%s %s out of range %s..%s", n.noun, time.Duration(n.n), time.Duration(n.lo), time.Duration(n.hi))
+		}
+	default:
+		if (n.n < n.lo || n.n > n.hi) && !(n.zero && n.n == 0) {
+			v.addf(n.field, "%s %d out of range %d..%d", n.noun, n.n, n.lo, n.hi)
+		}
+	}
+}
+
+// numbers lists every duration, count and ratio of c with its range: the one
+// place where they are checked.
+func (c *Config) numbers() []number {
+	var ns []number
+	for i, u := range c.Uplinks {
+		f := fmt.Sprintf("uplinks[%d]", i)
+		pr := count(f+".priority", "Uplinks.Priority", "priority", int64(u.Priority), MinPriority, MaxPriority)
+		pr.zero = true // by kind
+		ns = append(ns, pr, count(f+".cost", "Uplinks.Cost", "cost", int64(u.Cost), 0, MaxCost))
+	}
+	conn := func(f, g string, p ConnConfig) {
+		ns = append(ns,
+			number{field: f + ".sla.max_loss", goField: g + ".SLA.MaxLoss", noun: "max loss", kind: numRatio, val: p.SLA.MaxLoss},
+			dur(f+".sla.max_rtt", g+".SLA.MaxRTT", "max rtt", p.SLA.MaxRTT, 0, MaxSLARTT),
+			dur(f+".hold_down", g+".HoldDown", "hold-down", p.HoldDown, 0, MaxHoldDown),
+			count(f+".move_budget.moves", g+".MoveBudget.Moves", "move budget", int64(p.MoveBudget.Moves), 1, MaxMoves),
+			dur(f+".move_budget.window", g+".MoveBudget.Window", "move budget window", p.MoveBudget.Window, MinMoveWindow, MaxMoveWindow),
+		)
+	}
+	def := "connections.default"
+	if c.defaultField != "" {
+		def = c.defaultField
+	}
+	conn(def, "Default", c.Default)
+	for i, p := range c.Conns {
+		f := fmt.Sprintf("connections[%d]", i)
+		if len(c.connFields) == len(c.Conns) {
+			f = c.connFields[i]
+		}
+		conn(f, "Conns", p)
+	}
+	p, s := c.Probes, c.Steering
+	timeout := dur("probes.timeout", "Probes.Timeout", "timeout", p.Timeout, MinProbeTimeout, MaxProbeTimeout)
+	timeout.unset = true // adaptive
+	return append(ns,
+		dur("probes.active_interval", "Probes.ActiveInterval", "interval", p.ActiveInterval, MinProbeInterval, MaxProbeInterval),
+		dur("probes.standby_interval", "Probes.StandbyInterval", "interval", p.StandbyInterval, MinProbeInterval, MaxProbeInterval),
+		dur("probes.metered_standby_interval", "Probes.MeteredStandbyInterval", "interval", p.MeteredStandbyInterval, MinProbeInterval, MaxProbeInterval),
+		timeout,
+		count("probes.loss_threshold", "Probes.LossThreshold", "loss threshold", int64(p.LossThreshold), 1, MaxLossThreshold),
+		count("steering.table", "Steering.Table", "table", int64(s.Table), 1, math.MaxUint32),
+		count("steering.rule_priority.min", "Steering.RulePriorityMin", "rule priority", int64(s.RulePriorityMin), MinRulePriority, MaxRulePriority),
+		count("steering.rule_priority.max", "Steering.RulePriorityMax", "rule priority", int64(s.RulePriorityMax), MinRulePriority, MaxRulePriority),
+		dur("hooks.timeout", "Hooks.Timeout", "hook timeout", c.Hooks.Timeout, MinHookTimeout, MaxHookTimeout),
+	)
 }

@@ -24,6 +24,7 @@ const (
 	ReflectorChanged                       // reflector listen address or key
 	MetricsListenChanged                   // metrics listener: needs a restart
 	ControlSocketChanged                   // control socket path: needs a restart
+	HooksChanged                           // hook programs or their timeout
 )
 
 var changeKindNames = [...]string{
@@ -40,6 +41,7 @@ var changeKindNames = [...]string{
 	ReflectorChanged:     "reflector-changed",
 	MetricsListenChanged: "metrics-listen-changed",
 	ControlSocketChanged: "control-socket-changed",
+	HooksChanged:         "hooks-changed",
 }
 
 func (k ChangeKind) String() string {
@@ -161,6 +163,10 @@ func Diff(old, new *Config) []Change {
 	if old.ControlSocket != new.ControlSocket {
 		out = append(out, Change{Kind: ControlSocketChanged, Fields: []string{"socket"}})
 	}
+	f = nil
+	f.cmp(old.Hooks.OnMove != new.Hooks.OnMove, "on_move")
+	f.cmp(old.Hooks.Timeout != new.Hooks.Timeout, "timeout")
+	out = f.add(out, HooksChanged)
 	return out
 }
 

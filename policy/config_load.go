@@ -8,6 +8,7 @@ import (
 	"math"
 	"net/netip"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -44,17 +45,81 @@ func (p Problem) String() string {
 	return b.String()
 }
 
-// ConfigError lists every problem of a configuration, in file order.
+// Limits of what Load reads: a hostile or broken file gets one clear error,
+// never minutes of CPU or gigabytes of memory.
+const (
+	// MaxConfigSize caps the file (a config of 1 000 connections is ~100 KB).
+	MaxConfigSize = 1 << 20
+	// MaxNodes caps the YAML nodes the decoder visits, counting each node
+	// reached through an alias again: aliases are allowed, but a few KB of
+	// them can expand to millions of nodes ("billion laughs").
+	MaxNodes = 100_000
+	// MaxProblems caps the problems listed; the rest are counted.
+	MaxProblems = 50
+)
+
+// ConfigError lists the problems of a configuration in file order: the first
+// MaxProblems, and how many more there were.
 type ConfigError struct {
 	Problems []Problem
+	More     int    // problems left out of Problems
+	File     string // names the file on the "and N more" line
 }
 
 func (e *ConfigError) Error() string {
-	lines := make([]string, len(e.Problems))
+	lines := make([]string, len(e.Problems), len(e.Problems)+1)
 	for i, p := range e.Problems {
 		lines[i] = p.String()
 	}
+	if e.More > 0 {
+		lines = append(lines, Problem{File: e.File, Msg: fmt.Sprintf("and %d more problems", e.More)}.String())
+	}
 	return strings.Join(lines, "\n")
+}
+
+// problemSet keeps the first MaxProblems problems by line (stable: equal
+// lines keep their order) and counts all of them, so that a file with
+// millions of problems costs neither the memory nor the formatting.
+type problemSet struct {
+	list  []Problem
+	total int
+	// first is listed ahead of the rest (the reason decoding stopped).
+	first *Problem
+}
+
+// wants reports whether a problem on line would be listed.
+func (s *problemSet) wants(line int) bool {
+	return len(s.list) < MaxProblems || line < s.list[len(s.list)-1].Line
+}
+
+func (s *problemSet) add(p Problem) {
+	s.total++
+	if !s.wants(p.Line) {
+		return
+	}
+	i := len(s.list)
+	for i > 0 && s.list[i-1].Line > p.Line {
+		i--
+	}
+	s.list = slices.Insert(s.list, i, p)
+	if len(s.list) > MaxProblems {
+		s.list = s.list[:MaxProblems]
+	}
+}
+
+// err returns the *ConfigError, or nil without problems.
+func (s *problemSet) err(file string) error {
+	if s.total == 0 {
+		return nil
+	}
+	list := s.list
+	if s.first != nil {
+		list = append([]Problem{*s.first}, list...)
+		if len(list) > MaxProblems {
+			list = list[:MaxProblems]
+		}
+	}
+	return &ConfigError{Problems: list, More: s.total - len(list), File: file}
 }
 
 // Load decodes and validates a YAML configuration. name is the file name
@@ -62,7 +127,14 @@ func (e *ConfigError) Error() string {
 // references are all reported, each with its line, in one *ConfigError; on
 // error no Config is returned. An empty or comment-only file is the
 // zero-config Default.
+//
+// Files over MaxConfigSize are refused unread, the decoder stops after
+// MaxNodes nodes, and at most MaxProblems problems are listed.
 func Load(name string, data []byte) (*Config, error) {
+	if len(data) > MaxConfigSize {
+		return nil, &ConfigError{Problems: []Problem{{File: name,
+			Msg: fmt.Sprintf("file is larger than %d KiB (%d octets)", MaxConfigSize>>10, len(data))}}}
+	}
 	d := decoder{file: name, pos: map[string]int{}}
 	c := Default()
 	c.file = name
@@ -80,27 +152,19 @@ func Load(name string, data []byte) (*Config, error) {
 	switch err := dec.Decode(&next); {
 	case err == io.EOF:
 	case err != nil:
-		d.problems = append(d.problems, syntaxProblem(name, err))
+		d.problems.add(syntaxProblem(name, err))
 	default:
 		d.addf(&next, "", "a second YAML document; the config is one document")
 	}
-	v := validator{file: name, pos: d.pos}
-	c.validate(&v)
-	problems := append(d.problems, v.problems...)
-	if len(problems) > 0 {
-		sortProblems(problems)
-		return nil, &ConfigError{Problems: problems}
+	if !d.overflow {
+		// (an incomplete config would only add noise)
+		v := validator{file: name, pos: d.pos, problems: &d.problems}
+		c.validate(&v)
+	}
+	if err := d.problems.err(name); err != nil {
+		return nil, err
 	}
 	return c, nil
-}
-
-// sortProblems orders problems by line, keeping the order of equal lines.
-func sortProblems(ps []Problem) {
-	for i := 1; i < len(ps); i++ {
-		for j := i; j > 0 && ps[j].Line < ps[j-1].Line; j-- {
-			ps[j], ps[j-1] = ps[j-1], ps[j]
-		}
-	}
 }
 
 var yamlLineRE = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
@@ -125,11 +189,32 @@ func syntaxProblem(file string, err error) Problem {
 type decoder struct {
 	file     string
 	pos      map[string]int
-	problems []Problem
+	problems problemSet
+	nodes    int  // nodes visited, aliases expanded
+	overflow bool // nodes passed MaxNodes: nothing more is decoded
+}
+
+// visit counts a node and reports whether decoding may go on.
+func (d *decoder) visit(n *yaml.Node) bool {
+	if d.overflow {
+		return false
+	}
+	if d.nodes++; d.nodes > MaxNodes {
+		d.overflow = true
+		d.problems.first = &Problem{File: d.file, Line: n.Line,
+			Msg: fmt.Sprintf("the document expands to more than %d YAML nodes (aliases referring to large values?); not read further", MaxNodes)}
+		d.problems.total++
+		return false
+	}
+	return true
 }
 
 func (d *decoder) addf(n *yaml.Node, field, format string, args ...any) {
-	d.problems = append(d.problems, Problem{File: d.file, Line: n.Line, Field: field, Msg: fmt.Sprintf(format, args...)})
+	if !d.problems.wants(n.Line) {
+		d.problems.total++ // counted, never listed: not worth formatting
+		return
+	}
+	d.problems.add(Problem{File: d.file, Line: n.Line, Field: field, Msg: fmt.Sprintf(format, args...)})
 }
 
 // resolve follows aliases; anchors and aliases are allowed.
@@ -144,7 +229,7 @@ func resolve(n *yaml.Node) *yaml.Node {
 // A null node (an empty section) is accepted as an empty mapping.
 func (d *decoder) mapping(n *yaml.Node, field string, fields map[string]func(v *yaml.Node, f string)) {
 	n = resolve(n)
-	if isNull(n) {
+	if !d.visit(n) || isNull(n) {
 		return
 	}
 	if n.Kind != yaml.MappingNode {
@@ -152,7 +237,7 @@ func (d *decoder) mapping(n *yaml.Node, field string, fields map[string]func(v *
 		return
 	}
 	seen := map[string]int{}
-	for i := 0; i+1 < len(n.Content); i += 2 {
+	for i := 0; i+1 < len(n.Content) && !d.overflow; i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
 		if k.Kind != yaml.ScalarNode {
 			d.addf(k, field, "mapping keys must be plain strings")
@@ -237,7 +322,7 @@ func describe(n *yaml.Node) string {
 // sequence calls fn for each item of a list. A null node is an empty list.
 func (d *decoder) sequence(n *yaml.Node, field string, fn func(i int, v *yaml.Node, f string)) {
 	n = resolve(n)
-	if isNull(n) {
+	if !d.visit(n) || isNull(n) {
 		return
 	}
 	if n.Kind != yaml.SequenceNode {
@@ -245,6 +330,9 @@ func (d *decoder) sequence(n *yaml.Node, field string, fn func(i int, v *yaml.No
 		return
 	}
 	for i, v := range n.Content {
+		if d.overflow {
+			return
+		}
 		f := fmt.Sprintf("%s[%d]", field, i)
 		d.pos[f] = v.Line
 		fn(i, resolve(v), f)
@@ -253,6 +341,9 @@ func (d *decoder) sequence(n *yaml.Node, field string, fn func(i int, v *yaml.No
 
 func (d *decoder) scalar(n *yaml.Node, field string) (string, bool) {
 	n = resolve(n)
+	if !d.visit(n) {
+		return "", false
+	}
 	if n.Kind != yaml.ScalarNode || isNull(n) {
 		d.addf(n, field, "expected a value, got %s", describeValue(n))
 		return "", false
@@ -367,6 +458,26 @@ func (d *decoder) addrPort(n *yaml.Node, field string, dst *netip.AddrPort) {
 	*dst = ap
 }
 
+// listenAddr is addrPort that also takes ":PORT" (every address, as
+// Prometheus exporters accept it): stored as [::]:PORT, which Go listens on
+// for IPv4 and IPv6.
+func (d *decoder) listenAddr(n *yaml.Node, field string, dst *netip.AddrPort) {
+	s, ok := d.scalar(n, field)
+	if !ok {
+		return
+	}
+	if p, ok := strings.CutPrefix(s, ":"); ok {
+		port, err := strconv.ParseUint(p, 10, 16)
+		if err != nil || port == 0 {
+			d.addf(n, field, "bad address %q (want ip:port, [ipv6]:port or :port)", s)
+			return
+		}
+		*dst = netip.AddrPortFrom(netip.IPv6Unspecified(), uint16(port))
+		return
+	}
+	d.addrPort(n, field, dst)
+}
+
 func (d *decoder) config(n *yaml.Node, c *Config) {
 	d.mapping(n, "", map[string]func(*yaml.Node, string){
 		"uplinks": func(v *yaml.Node, f string) {
@@ -387,12 +498,18 @@ func (d *decoder) config(n *yaml.Node, c *Config) {
 		},
 		"metrics": func(v *yaml.Node, f string) {
 			d.mapping(v, f, map[string]func(*yaml.Node, string){
-				"listen": func(v *yaml.Node, f string) { d.addrPort(v, f, &c.MetricsListen) },
+				"listen": func(v *yaml.Node, f string) { d.listenAddr(v, f, &c.MetricsListen) },
 			})
 		},
 		"control": func(v *yaml.Node, f string) {
 			d.mapping(v, f, map[string]func(*yaml.Node, string){
 				"socket": func(v *yaml.Node, f string) { d.str(v, f, &c.ControlSocket) },
+			})
+		},
+		"hooks": func(v *yaml.Node, f string) {
+			d.mapping(v, f, map[string]func(*yaml.Node, string){
+				"on_move": func(v *yaml.Node, f string) { d.str(v, f, &c.Hooks.OnMove) },
+				"timeout": func(v *yaml.Node, f string) { d.duration(v, f, &c.Hooks.Timeout) },
 			})
 		},
 	})
@@ -412,9 +529,9 @@ func (d *decoder) uplink(n *yaml.Node, field string, u *UplinkRule) {
 		},
 		"priority": func(v *yaml.Node, f string) {
 			x := u.Priority
-			before := len(d.problems)
+			before := d.problems.total
 			d.integer(v, f, &x)
-			if len(d.problems) > before {
+			if d.problems.total > before {
 				return
 			}
 			if x == 0 {
@@ -427,9 +544,9 @@ func (d *decoder) uplink(n *yaml.Node, field string, u *UplinkRule) {
 		"cost": func(v *yaml.Node, f string) { d.integer(v, f, &u.Cost) },
 		"metered": func(v *yaml.Node, f string) {
 			var b bool
-			before := len(d.problems)
+			before := d.problems.total
 			d.boolean(v, f, &b)
-			if len(d.problems) == before {
+			if d.problems.total == before {
 				u.Metered = &b
 			}
 		},
@@ -455,7 +572,7 @@ func (d *decoder) uplink(n *yaml.Node, field string, u *UplinkRule) {
 // entry first, so that named entries (wherever they are) inherit from it.
 func (d *decoder) connections(n *yaml.Node, field string, c *Config) {
 	n = resolve(n)
-	if isNull(n) {
+	if !d.visit(n) || isNull(n) {
 		return
 	}
 	if n.Kind != yaml.SequenceNode {
@@ -478,6 +595,9 @@ func (d *decoder) connections(n *yaml.Node, field string, c *Config) {
 		c.defaultField = f
 	}
 	for i, item := range n.Content {
+		if d.overflow {
+			return
+		}
 		if connName(resolve(item)) == DefaultConnName {
 			continue
 		}

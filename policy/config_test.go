@@ -53,6 +53,7 @@ func dumpConfig(c *Config) string {
 	fmt.Fprintf(&b, "steering table=%d rules=%d..%d\n", c.Steering.Table, c.Steering.RulePriorityMin, c.Steering.RulePriorityMax)
 	fmt.Fprintf(&b, "reflector listen=%v key=%q\n", c.Reflector.Listen, c.Reflector.Key)
 	fmt.Fprintf(&b, "metrics listen=%v\ncontrol socket=%s\n", c.MetricsListen, c.ControlSocket)
+	fmt.Fprintf(&b, "hooks on_move=%q timeout=%s\n", c.Hooks.OnMove, c.Hooks.Timeout)
 	return b.String()
 }
 
@@ -129,7 +130,7 @@ func TestLoadExample(t *testing.T) {
 	if got, want := c.Probes, Default().Probes; got != want {
 		t.Errorf("example probes = %+v, want the defaults %+v", got, want)
 	}
-	if c.Steering != Default().Steering || c.MetricsListen != Default().MetricsListen || c.ControlSocket != Default().ControlSocket {
+	if c.Steering != Default().Steering || c.MetricsListen != Default().MetricsListen || c.ControlSocket != Default().ControlSocket || c.Hooks != Default().Hooks {
 		t.Errorf("example global sections differ from the defaults")
 	}
 	office := c.Conn("office")
@@ -363,8 +364,12 @@ steering: {table: 3000}
 reflector: {listen: "[::]:862"}
 metrics: {listen: "0.0.0.0:9816"}
 control: {socket: /run/m.sock}
+hooks: {on_move: /usr/local/sbin/on-move, timeout: 3s}
 `, []string{"probes-changed: timeout", "steering-changed: table", "reflector-changed: listen",
-			"metrics-listen-changed: listen", "control-socket-changed: socket"}},
+			"metrics-listen-changed: listen", "control-socket-changed: socket", "hooks-changed: on_move, timeout"}},
+		{"metrics on every address", base + `
+metrics: {listen: ":9816"}
+`, []string{"metrics-listen-changed: listen"}},
 	}
 	old, err := Load("old.yaml", []byte(base))
 	if err != nil {
@@ -479,8 +484,11 @@ func TestLoadKubernetesConfigMap(t *testing.T) {
 		if err != nil {
 			t.Fatalf("ConfigMap config does not load:\n%v", err)
 		}
-		if c.MetricsListen.String() != "0.0.0.0:9816" {
-			t.Errorf("metrics listen = %v; the DaemonSet's probes and scrape annotations use port 9816 on the host", c.MetricsListen)
+		// The DaemonSet sets the listener by flag (the node's IP): a
+		// ConfigMap listening on every address of the host network would
+		// expose the metrics on the WAN uplinks.
+		if c.MetricsListen.Addr().IsUnspecified() {
+			t.Errorf("metrics listen = %v: every address of the host network, WAN uplinks included", c.MetricsListen)
 		}
 	}
 	if !found {

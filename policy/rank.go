@@ -1,8 +1,8 @@
 package policy
 
 import (
-	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -105,10 +105,19 @@ func (DefaultRanker) Rank(conn ConnPolicy, cands []Candidate) []Ranked {
 		}
 	}
 	v6 := preferV6(cands)
-	slices.SortFunc(out, func(a, b Ranked) int {
-		r, _ := compare(&a, &b, v6)
+	// Sort an index: the entries are large (a group evaluation ranks on
+	// every probe result that changes a pair's inputs). compare is a total
+	// order, so the result does not depend on the sort.
+	idx := make([]int, 2*len(out))
+	idx, cls := idx[:len(out)], idx[len(out):]
+	for i := range idx {
+		idx[i], cls[i] = i, RTTClass(rankRTT(&out[i]))
+	}
+	slices.SortFunc(idx, func(a, b int) int {
+		r, _ := compareClasses(&out[a], &out[b], cls[a], cls[b], v6)
 		return r
 	})
+	permute(out, idx)
 	for i := range out {
 		out[i].Rank = i + 1
 		if !out[i].Eligible {
@@ -119,7 +128,7 @@ func (DefaultRanker) Rank(conn ConnPolicy, cands []Candidate) []Ranked {
 			continue
 		}
 		_, key := compare(&out[i-1], &out[i], v6)
-		out[i].Reason = "below #" + fmt.Sprint(i) + " on " + explainKey(key, &out[i-1], &out[i])
+		out[i].Reason = "below #" + strconv.Itoa(i) + " on " + explainKey(key, &out[i-1], &out[i])
 	}
 	return out
 }
@@ -137,9 +146,33 @@ func preferV6(cands []Candidate) bool {
 	return true
 }
 
+// permute puts rs[idx[i]] at place i, in place (idx is consumed).
+func permute(rs []Ranked, idx []int) {
+	for i := range idx {
+		if idx[i] < 0 {
+			continue
+		}
+		tmp := rs[i]
+		j := i
+		for idx[j] != i {
+			k := idx[j]
+			rs[j] = rs[k]
+			idx[j] = -1
+			j = k
+		}
+		rs[j] = tmp
+		idx[j] = -1
+	}
+}
+
 // compare orders a before b (<0) when a ranks better, naming the deciding
 // key.
 func compare(a, b *Ranked, v6 bool) (int, string) {
+	return compareClasses(a, b, RTTClass(rankRTT(a)), RTTClass(rankRTT(b)), v6)
+}
+
+// compareClasses is compare with the RTT classes of a and b given.
+func compareClasses(a, b *Ranked, aRTT, bRTT int, v6 bool) (int, string) {
 	if r := boolFirst(a.Eligible, b.Eligible); r != 0 {
 		return r, keyEligible
 	}
@@ -161,7 +194,7 @@ func compare(a, b *Ranked, v6 bool) (int, string) {
 	if r := boolFirst(a.Remote.Is6() == v6, b.Remote.Is6() == v6); r != 0 {
 		return r, keyFamily
 	}
-	if r := RTTClass(rankRTT(a)) - RTTClass(rankRTT(b)); r != 0 {
+	if r := aRTT - bRTT; r != 0 {
 		return sign(r), keyRTT
 	}
 	if r := boolFirst(a.Current, b.Current); r != 0 {
@@ -195,36 +228,40 @@ func sign(n int) int {
 
 func summary(r *Ranked) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "uplink %s priority %d", r.Uplink.Name, r.Uplink.Priority)
+	b.Grow(96)
+	b.WriteString("uplink " + r.Uplink.Name + " priority " + strconv.Itoa(r.Uplink.Priority))
 	if r.SLAMet {
 		b.WriteString(", sla met")
 	} else {
 		b.WriteString(", sla not met")
 	}
-	fmt.Fprintf(&b, ", cost %d", r.Uplink.Cost)
+	b.WriteString(", cost " + strconv.Itoa(r.Uplink.Cost))
 	if r.Uplink.Metered {
 		b.WriteString(", metered")
 	}
-	fmt.Fprintf(&b, ", loss %.1f%%, rtt %s", 100*r.Loss, r.RTT)
+	b.WriteString(", loss " + percent(r.Loss) + ", rtt " + r.RTT.String())
 	return b.String()
 }
+
+// percent renders a ratio as fmt's "%.1f%%" of 100*ratio.
+func percent(ratio float64) string { return strconv.FormatFloat(100*ratio, 'f', 1, 64) + "%" }
 
 func explainKey(key string, prev, r *Ranked) string {
 	switch key {
 	case keyPriority:
-		return fmt.Sprintf("priority %d vs %d", r.Uplink.Priority, prev.Uplink.Priority)
+		return "priority " + strconv.Itoa(r.Uplink.Priority) + " vs " + strconv.Itoa(prev.Uplink.Priority)
 	case keyDeprecated:
 		return "deprecated local address"
 	case keySLA:
-		return fmt.Sprintf("sla not met (loss %.1f%%, rtt %s)", 100*r.Loss, r.RTT)
+		return "sla not met (loss " + percent(r.Loss) + ", rtt " + r.RTT.String() + ")"
 	case keyCost:
-		return fmt.Sprintf("cost %d vs %d", r.Uplink.Cost, prev.Uplink.Cost)
+		return "cost " + strconv.Itoa(r.Uplink.Cost) + " vs " + strconv.Itoa(prev.Uplink.Cost)
 	case keyMetered:
 		return "metered uplink"
 	case keyFamily:
 		return "ipv4 after ipv6"
 	case keyRTT:
-		return fmt.Sprintf("rtt %s vs %s", r.RTT, prev.RTT)
+		return "rtt " + r.RTT.String() + " vs " + prev.RTT.String()
 	case keyCurrent:
 		return "not the current pair"
 	}

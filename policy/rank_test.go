@@ -2,6 +2,7 @@ package policy
 
 import (
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"net/netip"
 	"slices"
@@ -374,6 +375,16 @@ func TestEnumStrings(t *testing.T) {
 	for _, s := range []fmt.Stringer{KindUnknown, KindEthernet, KindWLAN, KindWWAN, StandbyAuto, StandbyNormal, StandbyMetered, NATAllow, NATForbid, MethodDefault, MethodICMP, MethodSTAMP, MethodIKE} {
 		if s.String() == "" || strings.Contains(s.String(), "(") {
 			t.Errorf("%T %d = %q", s, s, s)
+		}
+	}
+}
+
+// The reasons are built without fmt (a ranking runs on every probe result
+// that changes a pair's inputs); they must read as fmt's did.
+func TestPercentMatchesFmt(t *testing.T) {
+	for _, x := range []float64{0, 0.0004999, 0.0005, 0.00051, 0.1, 1.0 / 3, 0.9995, 1, 12.5, math.NaN(), math.Inf(1), -0.25} {
+		if got, want := percent(x), fmt.Sprintf("%.1f%%", 100*x); got != want {
+			t.Errorf("percent(%v) = %q, want %q", x, got, want)
 		}
 	}
 }

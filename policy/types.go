@@ -404,7 +404,8 @@ type Ranked struct {
 
 // Ranker orders a connection's candidate pairs. Implementations must be pure
 // and deterministic: equal inputs give equal outputs, whatever the input
-// order. conn has its defaults applied (ConnPolicy.WithDefaults).
+// order. conn has its defaults applied (ConnPolicy.WithDefaults). Rank must
+// not keep cands (the caller reuses the slice); the result is the caller's.
 type Ranker interface {
 	Rank(conn ConnPolicy, cands []Candidate) []Ranked
 }

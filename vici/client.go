@@ -10,8 +10,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	govici "github.com/strongswan/govici/vici"
@@ -39,23 +39,37 @@ const (
 	DefaultEventBuffer = 1 << 16
 	// DefaultOutBuffer is the Events() channel size.
 	DefaultOutBuffer = 4096
+	// DefaultMaxStuck is how many sessions may stay stuck in govici after
+	// being closed before Run gives up (ErrStuck). frameConn makes the known
+	// deadlock impossible; this bounds an unknown one: each stuck session
+	// keeps its goroutines and buffers (~3 MiB), so the daemon exits and
+	// lets its supervisor restart it instead of growing.
+	DefaultMaxStuck = 4
+	// stuckGrace is how long a closed session's Subscribe may take to
+	// return before it counts as stuck.
+	stuckGrace = time.Second
 )
 
 // ErrCharonUnavailable is returned by commands while no session to charon is
 // up.
 var ErrCharonUnavailable = errors.New("vici: charon unavailable")
 
-// eventNames are the charon events the adapter subscribes to: the SA events
-// on one session (their relative order matters), `log` on a session of its
-// own. govici v0.8.1 holds its event lock while it waits for a registration's
-// answer, and its read loop needs that lock to deliver any event: an event
-// of an already registered type arriving while the next type is being
-// registered deadlocks the session (seen in the lab after a charon restart,
-// when `log` events flood in while the SA events are registered).
-var (
-	saEventNames = []string{"ike-updown", "ike-update", "ike-rekey", "child-updown", "child-rekey"}
-	eventNames   = append(slices.Clone(saEventNames), "log")
-)
+// ErrStuck is returned by Run when MaxStuck closed sessions never ended: the
+// process should restart (mobiked exits with status 3).
+var ErrStuck = errors.New("vici: sessions stuck in the VICI library after close")
+
+// saEventNames are the charon events the adapter subscribes to, on one
+// session (their relative order matters). charon's `log` events are not
+// used: at levels 0–1 they carry nothing the probes do not detect sooner
+// (charon's first retransmit comes seconds after a probe verdict). govici
+// v0.8.1 holds its event lock while it waits for a registration's answer,
+// and its read loop needs that lock to deliver any event: an event arriving
+// before the last answer of a Subscribe (charon confirms a registration after
+// adding the client, so an event raised in between comes first) hangs the
+// session for good (seen in the lab after a charon restart). frameConn holds
+// such events back until the answers are through. The SA events are
+// registered in one Subscribe call.
+var saEventNames = []string{"ike-updown", "ike-update", "ike-rekey", "child-updown", "child-rekey"}
 
 // Options configure a Client. Zero values mean the defaults above.
 type Options struct {
@@ -67,6 +81,7 @@ type Options struct {
 	BackoffMax  time.Duration
 	EventBuffer int
 	OutBuffer   int
+	MaxStuck    int // default DefaultMaxStuck
 }
 
 // Stats are counters of what the client saw.
@@ -75,6 +90,7 @@ type Stats struct {
 	Connects   uint64            // successful (re)connections
 	Resyncs    uint64            // list-sas resyncs that succeeded
 	DecodeErrs uint64
+	Stuck      int // closed sessions whose Subscribe has not returned
 }
 
 // Client is the VICI adapter. Run drives it; commands may be called from any
@@ -99,6 +115,13 @@ type Client struct {
 
 	// done is closed when Run returns.
 	done chan struct{}
+
+	// stuck counts closed sessions whose Subscribe has not returned.
+	stuck atomic.Int64
+	// subscribeFn is Session.Subscribe and stuckGrace the const; a test
+	// replaces them.
+	subscribeFn func(s *govici.Session, names ...string) error
+	stuckGrace  time.Duration
 }
 
 // New returns a client; it connects when Run is called.
@@ -130,13 +153,18 @@ func New(opts Options) *Client {
 	if opts.OutBuffer <= 0 {
 		opts.OutBuffer = DefaultOutBuffer
 	}
+	if opts.MaxStuck <= 0 {
+		opts.MaxStuck = DefaultMaxStuck
+	}
 	return &Client{
-		done:  make(chan struct{}),
-		stop:  func() {},
-		opts:  opts,
-		log:   opts.Logger.With("component", "vici"),
-		out:   make(chan mobike.Event, opts.OutBuffer),
-		stats: Stats{Events: map[string]uint64{}},
+		subscribeFn: (*govici.Session).Subscribe,
+		stuckGrace:  stuckGrace,
+		done:        make(chan struct{}),
+		stop:        func() {},
+		opts:        opts,
+		log:         opts.Logger.With("component", "vici"),
+		out:         make(chan mobike.Event, opts.OutBuffer),
+		stats:       Stats{Events: map[string]uint64{}},
 	}
 }
 
@@ -152,6 +180,7 @@ func (c *Client) Stats() Stats {
 	for k, v := range c.stats.Events {
 		s.Events[k] = v
 	}
+	s.Stuck = int(c.stuck.Load())
 	return s
 }
 
@@ -197,6 +226,10 @@ func (c *Client) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return nil
 		}
+		if n := c.stuck.Load(); n >= int64(c.opts.MaxStuck) {
+			c.log.Error("giving up: VICI sessions stuck after close; restart needed", "stuck", n, "err", err)
+			return fmt.Errorf("%w (%d): %v", ErrStuck, n, err)
+		}
 		if up {
 			backoff = c.opts.BackoffMin
 			c.log.Warn("charon session lost", "err", err)
@@ -228,12 +261,25 @@ func (c *Client) emit(ctx context.Context, ev mobike.Event) bool {
 	}
 }
 
-func (c *Client) dial() (*govici.Session, error) {
+// dial opens a session whose connection goes through a frameConn.
+func (c *Client) dial() (*govici.Session, *frameConn, error) {
 	d := net.Dialer{Timeout: c.opts.CallTimeout}
-	return govici.NewSession(
+	var fc *frameConn
+	s, err := govici.NewSession(
 		govici.WithSocketPath(c.opts.Socket),
-		govici.WithDialContext(d.DialContext),
+		govici.WithDialContext(func(ctx context.Context, network, addr string) (net.Conn, error) {
+			conn, err := d.DialContext(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			fc = newFrameConn(conn)
+			return fc, nil
+		}),
 	)
+	if err != nil {
+		return nil, nil, err
+	}
+	return s, fc, nil
 }
 
 // subscribe registers events. govici's Subscribe takes no context and waits
@@ -241,33 +287,50 @@ func (c *Client) dial() (*govici.Session, error) {
 // the connection and never answer, which would hold the reconnect for 5 s
 // while a new charon is already up. So the wait is bounded by CallTimeout
 // (at most 2 s): on timeout the session is closed (which ends Subscribe) and
-// Run retries like after any other connection failure.
-func (c *Client) subscribe(s *govici.Session, names ...string) error {
+// Run retries like after any other connection failure. A Subscribe that does
+// not end within stuckGrace of the close counts as stuck until it does.
+func (c *Client) subscribe(s *govici.Session, fc *frameConn, names ...string) error {
 	limit := min(c.opts.CallTimeout, 2*time.Second)
+	fc.expect(len(names)) // events wait behind the answers (frameConn)
+	const running, finished, abandoned = 0, 1, 2
+	var state atomic.Int32
 	done := make(chan error, 1)
-	go func() { done <- s.Subscribe(names...) }()
+	go func() {
+		done <- c.subscribeFn(s, names...)
+		if !state.CompareAndSwap(running, finished) {
+			c.stuck.Add(-1) // a stuck one ended after all
+		}
+	}()
 	t := time.NewTimer(limit)
 	defer t.Stop()
 	select {
 	case err := <-done:
 		return err
 	case <-t.C:
-		// A deadlocked govici session (see eventNames) does not end on
-		// Close: its goroutines are abandoned, the session is retried.
-		s.Close()
-		return fmt.Errorf("no answer within %s", limit)
 	}
+	s.Close()
+	g := time.NewTimer(c.stuckGrace)
+	defer g.Stop()
+	select {
+	case <-done:
+	case <-g.C:
+		if state.CompareAndSwap(running, abandoned) {
+			n := c.stuck.Add(1)
+			c.log.Error("VICI session stuck after close", "stuck", n, "limit", c.opts.MaxStuck)
+		}
+	}
+	return fmt.Errorf("no answer within %s", limit)
 }
 
 // session runs one connection to charon. up tells whether it got as far as
 // reporting charon up.
 func (c *Client) session(ctx context.Context) (up bool, err error) {
-	evSess, err := c.dial()
+	evSess, evFC, err := c.dial()
 	if err != nil {
 		return false, fmt.Errorf("vici: connect: %w", err)
 	}
 	defer evSess.Close()
-	cmdSess, err := c.dial()
+	cmdSess, cmdFC, err := c.dial()
 	if err != nil {
 		return false, fmt.Errorf("vici: connect: %w", err)
 	}
@@ -275,22 +338,12 @@ func (c *Client) session(ctx context.Context) (up bool, err error) {
 
 	evCh := make(chan govici.Event, c.opts.EventBuffer)
 	evSess.NotifyEvents(evCh)
-	if err := c.subscribe(evSess, saEventNames...); err != nil {
-		return false, fmt.Errorf("vici: subscribe: %w", err)
-	}
-	logSess, err := c.dial()
-	if err != nil {
-		return false, fmt.Errorf("vici: connect: %w", err)
-	}
-	defer logSess.Close()
-	logCh := make(chan govici.Event, c.opts.EventBuffer)
-	logSess.NotifyEvents(logCh)
-	if err := c.subscribe(logSess, "log"); err != nil {
+	if err := c.subscribe(evSess, evFC, saEventNames...); err != nil {
 		return false, fmt.Errorf("vici: subscribe: %w", err)
 	}
 	listCh := make(chan govici.Event, c.opts.EventBuffer)
 	cmdSess.NotifyEvents(listCh)
-	if err := c.subscribe(cmdSess, "list-sa", "list-conn"); err != nil {
+	if err := c.subscribe(cmdSess, cmdFC, "list-sa", "list-conn"); err != nil {
 		return false, fmt.Errorf("vici: subscribe: %w", err)
 	}
 	c.mu.Lock()
@@ -325,11 +378,6 @@ func (c *Client) session(ctx context.Context) (up bool, err error) {
 		case ev, ok := <-evCh:
 			if !ok {
 				return true, errors.New("vici: event session closed")
-			}
-			c.handle(ctx, ev)
-		case ev, ok := <-logCh:
-			if !ok {
-				return true, errors.New("vici: log session closed")
 			}
 			c.handle(ctx, ev)
 		case <-tick:

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -406,59 +405,6 @@ func decodeEvent(name string, m *govici.Message) ([]mobike.Event, error) {
 			return nil, nil
 		}
 		return []mobike.Event{mobike.EvSAUp{SA: sa.SA()}}, nil
-	case "log":
-		ev, ok, err := decodeLog(m)
-		if err != nil || !ok {
-			return nil, err
-		}
-		return []mobike.Event{ev}, nil
 	}
 	return nil, nil
-}
-
-// logPatterns map charon DBG0/DBG1 lines (5.9.8) to kinds; the first
-// submatch, when present, is the count.
-var logPatterns = []struct {
-	kind mobike.CharonLogKind
-	re   *regexp.Regexp
-}{
-	{mobike.LogRetransmitGiveUp, regexp.MustCompile(`^giving up after (\d+) retransmits`)},
-	{mobike.LogPathProbeGiveUp, regexp.MustCompile(`^giving up after (\d+) path probings`)},
-	{mobike.LogRetransmit, regexp.MustCompile(`^retransmit (\d+) of request with message ID`)},
-	{mobike.LogPathUnavailable, regexp.MustCompile(`^old path is not available anymore`)},
-	{mobike.LogPathNotPreferred, regexp.MustCompile(`^old path is not preferred anymore`)},
-	{mobike.LogMOBIKEDeferred, regexp.MustCompile(`^no route found to reach .*, MOBIKE update deferred`)},
-	{mobike.LogNATChanged, regexp.MustCompile(`^detected changes in NAT mappings`)},
-}
-
-// ClassifyLog maps a log message to its kind and count.
-func ClassifyLog(msg string) (mobike.CharonLogKind, int) {
-	for _, p := range logPatterns {
-		sm := p.re.FindStringSubmatch(msg)
-		if sm == nil {
-			continue
-		}
-		n := 0
-		if len(sm) > 1 {
-			n, _ = strconv.Atoi(sm[1])
-		}
-		return p.kind, n
-	}
-	return mobike.LogUnknown, 0
-}
-
-// decodeLog decodes a log event; ok is false for lines the adapter does not
-// report (unrecognised, or not about an IKE_SA).
-func decodeLog(m *govici.Message) (ev mobike.EvCharonLog, ok bool, err error) {
-	kind, n := ClassifyLog(str(m, "msg"))
-	if kind == mobike.LogUnknown {
-		return mobike.EvCharonLog{}, false, nil
-	}
-	ev = mobike.EvCharonLog{Conn: str(m, "ikesa-name"), Kind: kind, N: n}
-	if v := str(m, "ikesa-uniqueid"); v != "" {
-		if ev.UniqueID, err = parseUint32(v, "ikesa-uniqueid"); err != nil {
-			return mobike.EvCharonLog{}, false, fmt.Errorf("log: %w", err)
-		}
-	}
-	return ev, true, nil
 }

@@ -106,7 +106,7 @@ func TestDecodeRecorded(t *testing.T) {
 			}
 		})
 	}
-	for _, ev := range []string{"list-sa", "list-conn", "ike-updown", "ike-update", "child-updown", "child-rekey", "log"} {
+	for _, ev := range []string{"list-sa", "list-conn", "ike-updown", "ike-update", "child-updown", "child-rekey"} {
 		if !seen[ev] {
 			t.Errorf("no recorded %s message", ev)
 		}
@@ -150,31 +150,6 @@ func TestRecordedInvariants(t *testing.T) {
 	}
 }
 
-func TestClassifyLog(t *testing.T) {
-	for _, tc := range []struct {
-		msg  string
-		kind mobike.CharonLogKind
-		n    int
-	}{
-		{"giving up after 5 retransmits", mobike.LogRetransmitGiveUp, 5},
-		{"giving up after 10 path probings", mobike.LogPathProbeGiveUp, 10},
-		{"retransmit 2 of request with message ID 7", mobike.LogRetransmit, 2},
-		{"old path is not available anymore, try to find another", mobike.LogPathUnavailable, 0},
-		{"old path is not preferred anymore", mobike.LogPathNotPreferred, 0},
-		{"no route found to reach 10.3.0.2, MOBIKE update deferred", mobike.LogMOBIKEDeferred, 0},
-		{"detected changes in NAT mappings, initiating MOBIKE update", mobike.LogNATChanged, 0},
-		{"requesting address change using MOBIKE", mobike.LogUnknown, 0},
-		{"", mobike.LogUnknown, 0},
-	} {
-		t.Run(tc.msg, func(t *testing.T) {
-			k, n := ClassifyLog(tc.msg)
-			if k != tc.kind || n != tc.n {
-				t.Errorf("got %v %d, want %v %d", k, n, tc.kind, tc.n)
-			}
-		})
-	}
-}
-
 func TestDecodeErrors(t *testing.T) {
 	good := vicitest.SA{Conn: "lab", UniqueID: 1, Local: "10.1.0.2", Remote: "10.3.0.2"}
 	bad := func(k, v string) *vicitest.Msg {
@@ -193,7 +168,6 @@ func TestDecodeErrors(t *testing.T) {
 		{"port", "ike-updown", bad("remote-port", "65536")},
 		{"update host", "ike-update", vicitest.M("local-host", "nope", "local-port", "4500", "remote-host", "10.3.0.2", "remote-port", "4500", "lab", good.IKE())},
 		{"rekey without new", "ike-rekey", vicitest.M("lab", vicitest.M("old", good.IKE()))},
-		{"log uniqueid", "log", vicitest.Log("lab", -1, "giving up after 5 retransmits")},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if evs, err := decodeEvent(tc.event, tc.msg.Govici()); err == nil {
@@ -243,7 +217,7 @@ func FuzzDecode(f *testing.F) {
 			}
 		}
 		gm := m.Govici()
-		for _, ev := range append([]string{"ike-rekey"}, eventNames...) {
+		for _, ev := range append([]string{"ike-rekey", "log"}, saEventNames...) {
 			a, errA := decodeEvent(ev, gm)
 			b, errB := decodeEvent(ev, gm)
 			if (errA == nil) != (errB == nil) || !reflect.DeepEqual(a, b) {

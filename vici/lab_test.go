@@ -53,7 +53,7 @@ type rawRecorder struct {
 	s  *govici.Session
 	ch chan govici.Event
 	mu sync.Mutex
-	// got holds up to two messages per event name (log: per recognised kind).
+	// got holds up to two messages per event name.
 	got  map[string][]recorded
 	done chan struct{}
 }
@@ -65,20 +65,13 @@ func newRecorder(t *testing.T, socket string) *rawRecorder {
 	}
 	r := &rawRecorder{s: s, ch: make(chan govici.Event, 1<<16), got: map[string][]recorded{}, done: make(chan struct{})}
 	s.NotifyEvents(r.ch)
-	if err := s.Subscribe(append([]string{"list-sa", "list-conn"}, eventNames...)...); err != nil {
+	if err := s.Subscribe(append([]string{"list-sa", "list-conn"}, saEventNames...)...); err != nil {
 		t.Fatal(err)
 	}
 	go func() {
 		defer close(r.done)
 		for ev := range r.ch {
 			key := ev.Name
-			if ev.Name == "log" {
-				k, _ := ClassifyLog(str(ev.Message, "msg"))
-				if k == mobike.LogUnknown {
-					continue
-				}
-				key += "-" + k.String()
-			}
 			r.mu.Lock()
 			if len(r.got[key]) < 2 {
 				r.got[key] = append(r.got[key], recorded{Event: ev.Name, Msg: vicitest.FromGovici(ev.Message)})
@@ -305,15 +298,13 @@ func TestLab(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := st.SetUplinks([]steer.Uplink{
+	ups := []mobike.DesiredUplink{
 		{Name: "a", LinkIdx: idx["eth0"], Local: []netip.Addr{mnA, mnA6}, Gateways: []netip.Addr{rA, rA6}},
 		{Name: "b", LinkIdx: idx["eth1"], Local: []netip.Addr{mnB, mnB6}, Gateways: []netip.Addr{rB, rB6}},
-	}); err != nil {
-		t.Fatal(err)
 	}
 	// act pins (local, remote) and prohibits every other gateway address.
-	act := func(local, remote netip.Addr) mobike.ActSteer {
-		a := mobike.ActSteer{Peer: "lab", Pair: mobike.Pair{Local: local, Remote: remote}, Reason: "test"}
+	act := func(local, remote netip.Addr) mobike.DesiredGroup {
+		a := mobike.DesiredGroup{Name: "lab", Members: []string{"lab"}, Pair: mobike.Pair{Local: local, Remote: remote}}
 		for _, g := range []netip.Addr{gwA1, gwA2, gwV6[0], gwV6[1]} {
 			if g != remote {
 				a.Prohibit = append(a.Prohibit, g)
@@ -331,11 +322,18 @@ func TestLab(t *testing.T) {
 		}
 		return a
 	}
+	apply := func(g mobike.DesiredGroup) error {
+		failed, err := st.Set(mobike.Desired{Uplinks: ups, Groups: []mobike.DesiredGroup{g}})
+		if len(failed) > 0 && err == nil {
+			err = fmt.Errorf("groups %v failed", failed)
+		}
+		return err
+	}
 	// steerTo applies a steer and waits for the lab SA's confirmation.
-	steerTo := func(t *testing.T, a mobike.ActSteer) time.Duration {
+	steerTo := func(t *testing.T, a mobike.DesiredGroup) time.Duration {
 		t.Helper()
 		t0 := time.Now()
-		if err := st.Apply(a); err != nil {
+		if err := apply(a); err != nil {
 			t.Fatal(err)
 		}
 		wctx, wcancel := context.WithTimeout(ctx, 5*time.Second)
@@ -349,7 +347,7 @@ func TestLab(t *testing.T) {
 	vip := list.SAs[0].VIPs[0]
 	// Pin the current pair first (prohibit the gateway's second address, the
 	// Trap in lab-notes.md); nothing moves.
-	if err := st.Apply(act(mnA, gwA1)); err != nil {
+	if err := apply(act(mnA, gwA1)); err != nil {
 		t.Fatal(err)
 	}
 
@@ -479,7 +477,7 @@ func TestLab(t *testing.T) {
 			if moves%2 == 1 {
 				local = mnA
 			}
-			if err := st.Apply(act(local, gwA1)); err != nil {
+			if err := apply(act(local, gwA1)); err != nil {
 				t.Fatal(err)
 			}
 			moves++

@@ -1,13 +1,10 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-
-	"github.com/mobiked/mobiked/cmd/mobike-lab/lab"
 )
 
 // mobikedBin finds the mobiked binary: next to this executable (make build
@@ -23,13 +20,4 @@ func mobikedBin() (string, error) {
 		return p, nil
 	}
 	return "", fmt.Errorf("mobiked binary not found next to mobike-lab or in $PATH (run `make build`)")
-}
-
-// startMobiked starts mobiked in the lab's mn namespace.
-func startMobiked(ctx context.Context, l *lab.Lab) (int, error) {
-	bin, err := mobikedBin()
-	if err != nil {
-		return 0, err
-	}
-	return l.StartMobiked(ctx, bin, "")
 }

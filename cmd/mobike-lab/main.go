@@ -23,16 +23,18 @@ import (
 const usage = `usage: mobike-lab COMMAND [flags]
 
 commands:
-  up [--nat-b] [--dpd 5s] [--controller] [--no-sa]   build the lab, start charons, establish the SA
+  up [--nat-b] [--dpd 5s] [--controller [--charon-defaults] [--mobiked BIN] [--mobiked-config FILE]] [--no-sa]
+     [--conns N] [--lan]                             build the lab, start charons, establish the SAs
   down                                               remove everything the lab made
   status [--json]                                    namespaces, charons, SAs
-  impair --path a|b|gw1|gw2 (--blackhole | --loss PCT | --delay D [--jitter J] | --link-down | --link-up |
-         --nat on|off | --restore)                   loss and delay apply to each direction
-  ping [--count N] [--interval 10ms]                 tunnel ping from mn's virtual IP to 10.9.0.1
-  exec NODE -- CMD...                                run CMD in NAME-NODE (mn, r, gw) with its strongswan.conf
+  impair --path a|b|gw1|gw2 (--blackhole | --drop-ike | --loss PCT | --delay D [--jitter J] | --link-down |
+         --link-up | --nat on|off | --restore)       loss and delay apply to each direction
+  ping [--conn labK] [--count N] [--interval 10ms]   tunnel ping from mn's virtual IP (of conn labK) to 10.9.0.1
+  exec NODE -- CMD...                                run CMD in NAME-NODE (mn, r, gw, lan) with its strongswan.conf
   demo                                               show charon alone against a silent blackhole
   bench [--runs N] [--scenario NAME ...] [--json FILE] [--svg DIR] [--sas N] [--modes charon,mobiked]
         [--mobiked-config FILE] [--logs DIR]         measure charon alone vs charon + mobiked (docs/BENCHMARKS.md)
+  conform [--json FILE]                              run mobike-conform from mn against the gateway (docs/conformance.md)
 every command accepts --name NAME (default mlab)
 `
 
@@ -70,6 +72,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdDemo(ctx, rest, stdout, stderr)
 	case "bench":
 		err = cmdBench(ctx, rest, stdout, stderr)
+	case "conform":
+		err = cmdConform(ctx, rest, stdout, stderr)
 	default:
 		fmt.Fprintf(stderr, "mobike-lab: unknown command %q\n\n%s", cmd, usage)
 		return 2
@@ -110,26 +114,57 @@ func cmdUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	natB := fs.Bool("nat-b", false, "masquerade uplink b in the router")
 	dpd := fs.Duration("dpd", 30*time.Second, "charon dpd_delay on mn")
 	ctrl := fs.Bool("controller", false, "give charon mobiked's settings and run mobiked in mn")
+	mcfg := fs.String("mobiked-config", "", "mobiked's policy file (with --controller; default: the lab's)")
 	noSA := fs.Bool("no-sa", false, "do not establish the SA")
+	defaults := fs.Bool("charon-defaults", false, "with --controller: run mn's charon without mobiked's settings (mobikectl doctor must name them)")
+	bin := fs.String("mobiked", "", "with --controller: the mobiked binary to run (default: next to mobike-lab, then $PATH), e.g. a packaged /usr/sbin/mobiked")
+	conns := fs.Int("conns", 1, "connections from mn to the gateway: lab, lab2..labN, each with its own virtual IP")
+	lan := fs.Bool("lan", false, "add a LAN namespace (NAME-lan, "+lab.LANHost.String()+") behind mn's eth2")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	o := lab.Options{Name: *name, NATB: *natB, DPD: *dpd, NoSA: *noSA, Log: stdout}
+	if (*defaults || *bin != "" || *mcfg != "") && !*ctrl {
+		return usageError{errors.New("--charon-defaults, --mobiked and --mobiked-config need --controller")}
+	}
+	if *conns < 1 || *conns > 50 {
+		return usageError{fmt.Errorf("--conns %d: want 1..50", *conns)}
+	}
+	o := lab.Options{Name: *name, NATB: *natB, DPD: *dpd, NoSA: *noSA, Conns: *conns, LAN: *lan, Log: stdout}
 	if *ctrl {
+		config := ""
+		if *mcfg != "" {
+			b, err := os.ReadFile(*mcfg)
+			if err != nil {
+				return fmt.Errorf("--mobiked-config: %w", err)
+			}
+			config = string(b)
+		}
 		o.Controller = true
+		o.CharonDefaults = *defaults
 		o.ControllerConf = deploy.MobikedConf
-		o.StartController = startMobiked
+		o.StartController = func(ctx context.Context, l *lab.Lab) (int, error) {
+			b := *bin
+			if b == "" {
+				var err error
+				if b, err = mobikedBin(); err != nil {
+					return 0, err
+				}
+			}
+			return l.StartMobiked(ctx, b, config)
+		}
 	}
 	l, err := lab.Up(ctx, o)
 	if err != nil {
 		return err
 	}
 	if !*noSA {
-		sa, err := l.SA(ctx)
-		if err != nil {
-			return err
+		for k := 1; k <= *conns; k++ {
+			sa, err := l.SAOf(ctx, lab.ConnName(k))
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "lab %s up: SA %s %s %s <-> %s %v\n", l.Name, sa.Conn, sa.State, sa.LocalHost, sa.RemoteHost, sa.VIPs)
 		}
-		fmt.Fprintf(stdout, "lab %s up: SA %s %s %s <-> %s\n", l.Name, sa.Conn, sa.State, sa.LocalHost, sa.RemoteHost)
 	} else {
 		fmt.Fprintf(stdout, "lab %s up (no SA)\n", l.Name)
 	}
@@ -172,9 +207,12 @@ func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	fmt.Fprintf(stdout, "lab %s\n", st.Name)
 	for _, n := range lab.Nodes {
-		ns := st.Nodes[n]
+		ns, ok := st.Nodes[n]
+		if !ok {
+			continue
+		}
 		fmt.Fprintf(stdout, "  %-10s exists=%-5v", ns.Namespace, ns.Exists)
-		if n != "r" {
+		if n == "mn" || n == "gw" {
 			fmt.Fprintf(stdout, " charon_pid=%d vici=%s", ns.CharonPID, ns.VICI)
 		}
 		fmt.Fprintln(stdout)
@@ -195,6 +233,7 @@ func cmdImpair(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs, name := newFlags("impair", stderr)
 	path := fs.String("path", "", "a, b (mn's uplinks), gw1, gw2 (the gateway's addresses)")
 	bh := fs.Bool("blackhole", false, "silently drop both directions")
+	dropIKE := fs.Bool("drop-ike", false, "drop UDP 500 and 4500 both ways (ICMP still answered)")
 	loss := fs.Float64("loss", -1, "drop PCT % of packets in each direction (0.1 % steps)")
 	delay := fs.Duration("delay", -1, "delay each direction by D (a user-space delay line in the router; 0 removes it)")
 	jitter := fs.Duration("jitter", 0, "with --delay: spread each packet's delay uniformly by ± J")
@@ -211,6 +250,9 @@ func cmdImpair(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	var imps []lab.Impairment
 	if *bh {
 		imps = append(imps, lab.Impairment{Kind: lab.Blackhole})
+	}
+	if *dropIKE {
+		imps = append(imps, lab.Impairment{Kind: lab.DropIKE})
 	}
 	if *loss >= 0 {
 		imps = append(imps, lab.Impairment{Kind: lab.Loss, LossPct: *loss})
@@ -240,7 +282,7 @@ func cmdImpair(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return usageError{errors.New("--jitter needs --delay")}
 	}
 	if len(imps) != 1 {
-		return usageError{errors.New("give exactly one of --blackhole, --loss, --delay, --link-down, --link-up, --nat, --restore")}
+		return usageError{errors.New("give exactly one of --blackhole, --drop-ike, --loss, --delay, --link-down, --link-up, --nat, --restore")}
 	}
 	if *delay >= 0 && (*jitter < 0 || *jitter > *delay || *delay+*jitter > lab.MaxDelay) {
 		return usageError{fmt.Errorf("--delay %s --jitter %s: want 0 ≤ jitter ≤ delay and delay + jitter ≤ %s", *delay, *jitter, lab.MaxDelay)}
@@ -274,6 +316,7 @@ func cmdPing(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs, name := newFlags("ping", stderr)
 	count := fs.Int("count", 100, "packets to send")
 	interval := fs.Duration("interval", 10*time.Millisecond, "interval between packets")
+	conn := fs.String("conn", "lab", "the connection whose tunnel to ping through (lab, lab2, ...)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -281,7 +324,7 @@ func cmdPing(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	res, err := l.Ping(ctx, *count, *interval)
+	res, err := l.PingConn(ctx, *conn, *count, *interval)
 	fmt.Fprintf(stdout, "sent %d received %d longest gap %.3fs\n", res.Sent, res.Received, res.LongestGap.Seconds())
 	return err
 }
@@ -304,9 +347,9 @@ func cmdExec(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return usageError{errors.New("usage: exec NODE -- CMD...")}
 	}
 	switch node {
-	case "mn", "r", "gw":
+	case "mn", "r", "gw", "lan":
 	default:
-		return usageError{fmt.Errorf("unknown node %q (want mn, r or gw)", node)}
+		return usageError{fmt.Errorf("unknown node %q (want mn, r, gw or lan)", node)}
 	}
 	l, err := lab.Open(*name)
 	if err != nil {

@@ -35,6 +35,8 @@ func TestCLIBadInput(t *testing.T) {
 		{"exec unknown node", []string{"exec", "--name", "nolab", "xx", "--", "true"}, 2, `unknown node "xx"`},
 		{"status of absent lab", []string{"status", "--name", "nolab"}, 1, "lab nolab is not up"},
 		{"bad name", []string{"down", "--name", "Bad/Name"}, 1, "may only contain"},
+		{"conform of absent lab", []string{"conform", "--name", "nolab"}, 1, "lab nolab is not up"},
+		{"conform extra argument", []string{"conform", "now"}, 2, "unexpected arguments"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -5,15 +5,18 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
 	"github.com/mobiked/mobiked/cmd/internal/control"
+	"github.com/mobiked/mobiked/internal/httpserve"
 	"github.com/mobiked/mobiked/mobike"
 )
 
@@ -148,6 +151,10 @@ func explainOf(st mobike.State, conn string) (control.Explain, bool) {
 		if !c.Current.Local.IsValid() {
 			e.Current = ""
 		}
+		e.Group, e.Members, e.Lead, e.Conflict = c.Group, c.Members, c.Lead, c.Conflict
+		if c.GroupPair.Local.IsValid() {
+			e.GroupPair = c.GroupPair.String()
+		}
 		for _, p := range c.Peers {
 			e.Peers = append(e.Peers, p.String())
 		}
@@ -161,20 +168,30 @@ func explainOf(st mobike.State, conn string) (control.Explain, bool) {
 	return control.Explain{}, false
 }
 
-// serveControl serves the control API on the unix socket (mode 0600).
-func (d *daemon) serveControl(ctx context.Context) (*http.Server, error) {
-	path := d.cfg.ControlSocket
-	if path == "" {
-		path = control.DefaultSocket
-	}
+// listenControl listens on the control socket at path (mode 0600). Whatever
+// is at path is only removed when it is a socket nobody answers on (left by
+// a crashed mobiked): a regular file, a symlink, a directory or anything else
+// there (a config path typed into control.socket) is refused and left alone,
+// and a live socket means another mobiked.
+func listenControl(path string) (net.Listener, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("control: %w", err)
 	}
-	if c, err := net.Dial("unix", path); err == nil {
-		c.Close()
-		return nil, fmt.Errorf("control: %s is in use (another mobiked?)", path)
+	switch fi, err := os.Lstat(path); {
+	case errors.Is(err, os.ErrNotExist):
+	case err != nil:
+		return nil, fmt.Errorf("control: %w", err)
+	case fi.Mode().Type() != os.ModeSocket:
+		return nil, fmt.Errorf("control: %s exists and is not a socket (%s); refusing to replace it", path, fi.Mode().Type())
+	default:
+		if c, err := net.Dial("unix", path); err == nil {
+			c.Close()
+			return nil, fmt.Errorf("control: %s is in use (another mobiked?)", path)
+		}
+		if err := os.Remove(path); err != nil {
+			return nil, fmt.Errorf("control: remove stale socket: %w", err)
+		}
 	}
-	_ = os.Remove(path)
 	ln, err := net.Listen("unix", path)
 	if err != nil {
 		return nil, fmt.Errorf("control: listen %s: %w", path, err)
@@ -183,6 +200,24 @@ func (d *daemon) serveControl(ctx context.Context) (*http.Server, error) {
 		ln.Close()
 		return nil, fmt.Errorf("control: %w", err)
 	}
+	return ln, nil
+}
+
+// serveControl serves the control API on the unix socket (mode 0600).
+func (d *daemon) serveControl(ctx context.Context) (*http.Server, error) {
+	path := d.cfg.ControlSocket
+	if path == "" {
+		path = control.DefaultSocket
+	}
+	ln, err := listenControl(path)
+	if err != nil {
+		return nil, err
+	}
+	return d.serveHTTP("control API", d.controlMux(ctx), ln, nil), nil
+}
+
+// controlMux is the control API's handler.
+func (d *daemon) controlMux(ctx context.Context) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
 		st, err := d.snapshot(r.Context())
@@ -260,9 +295,35 @@ func (d *daemon) serveControl(ctx context.Context) (*http.Server, error) {
 		}
 		writeJSON(w, http.StatusOK, struct{}{})
 	})
+	mux.HandleFunc("GET /v1/routing", func(w http.ResponseWriter, r *http.Request) {
+		var out control.Routing
+		var desired mobike.Desired
+		if err := d.loop.Do(r.Context(), func() { desired, out.Gen = d.core.Desired() }); err != nil {
+			writeErr(w, http.StatusServiceUnavailable, "%v", err)
+			return
+		}
+		out.Desired = desired.Lines()
+		out.AppliedGen = d.steerer.AppliedGen()
+		out.Wanted = d.steerer.Dump()
+		kernel, err := d.steerer.Kernel()
+		if err != nil {
+			writeErr(w, http.StatusInternalServerError, "%v", err)
+			return
+		}
+		out.Kernel = kernel
+		out.InSync = out.Gen > 0 && out.AppliedGen == out.Gen && slices.Equal(out.Kernel, out.Wanted)
+		writeJSON(w, http.StatusOK, out)
+	})
+	mux.HandleFunc("GET /v1/doctor", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, d.doctor(r.Context()))
+	})
 	mux.HandleFunc("GET /v1/events", func(w http.ResponseWriter, r *http.Request) {
 		hist, ch, cancel := d.trace.subscribe(100)
 		defer cancel()
+		// a stream outlives the server's write timeout: each write gets its
+		// own, so a client that stops reading is dropped
+		writeTimeout := httpserve.DefaultLimits().Write
+		_ = httpserve.StreamWriteDeadline(w, writeTimeout)
 		w.Header().Set("Content-Type", "application/x-ndjson")
 		fl, _ := w.(http.Flusher)
 		enc := json.NewEncoder(w)
@@ -279,6 +340,7 @@ func (d *daemon) serveControl(ctx context.Context) (*http.Server, error) {
 			case <-ctx.Done():
 				return
 			case ev := <-ch:
+				_ = httpserve.StreamWriteDeadline(w, writeTimeout)
 				if enc.Encode(ev) != nil {
 					return
 				}
@@ -288,11 +350,23 @@ func (d *daemon) serveControl(ctx context.Context) (*http.Server, error) {
 			}
 		}
 	})
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	return mux
+}
+
+// serveHTTP serves h on ln in the background (the control API and the
+// metrics listener) with httpserve's limits: read, write and idle timeouts,
+// at most 64 connections at once. serve runs the server (nil: srv.Serve; the
+// metrics listener passes exporter-toolkit's web.Serve).
+func (d *daemon) serveHTTP(name string, h http.Handler, ln net.Listener, serve func(net.Listener, *http.Server) error) *http.Server {
+	srv := &http.Server{Handler: h, ErrorLog: slog.NewLogLogger(d.log.Handler(), slog.LevelDebug)}
+	ln = httpserve.Harden(srv, ln, httpserve.DefaultLimits())
+	if serve == nil {
+		serve = func(ln net.Listener, srv *http.Server) error { return srv.Serve(ln) }
+	}
 	go func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			d.log.Error("control API stopped", "err", err)
+		if err := serve(ln, srv); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			d.log.Error(name+" stopped", "err", err)
 		}
 	}()
-	return srv, nil
+	return srv
 }

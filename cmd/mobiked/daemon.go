@@ -5,10 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/netip"
 	"os"
 	"os/signal"
-	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -38,31 +38,63 @@ type daemon struct {
 	charon  *vici.Client
 	steerer *steer.Steerer
 	metrics *daemonMetrics
-	// reflector answers peers' STAMP probes; nil when reflector.listen is unset.
+	// reflector answers peers' STAMP probes; nil when reflector.listen is
+	// unset. Replaced on reload (loop).
 	reflector *reflectorServer
+	stampKey  []byte // loop
 
 	trace *traceRing
 
-	// loop: what the steerer was last told about uplinks.
-	uplinksKey string
-	// loop: detection times of forced steers, for the failover histogram.
+	// loop: detection times of forced steers (by steering group), for the
+	// failover histogram.
 	forcedAt map[string]time.Time
+	// loop: the config file in force ("" = zero-config).
+	configPath string
+	// hooks runs the operator's programs (on_move) off the loop.
+	hooks *hookRunner
+	// loop: the last steer requested per connection (from, cause), for the
+	// on_move hook of its confirmation.
+	steers map[string]mobike.SteerRequested
 }
 
+// steerOptions lays out the steerer's tables and rule priorities from the
+// config, with the layout policy validates (policy.RuleProhibitOffset etc.).
 func steerOptions(cfg *policy.Config, log *slog.Logger) steer.Options {
-	o := steer.Options{Logger: log.With("component", "steer")}
-	if cfg.Steering.Table != 0 {
-		o.Table = int(cfg.Steering.Table)
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
 	}
-	if cfg.Steering.RulePriorityMin != 0 {
-		o.SourcePrio = cfg.Steering.RulePriorityMin
-		o.ProhibitPrio = cfg.Steering.RulePriorityMin + 40
-		o.PeerPrio = cfg.Steering.RulePriorityMin + 50
+	s := cfg.Steering
+	return steer.Options{
+		Logger:          log.With("component", "steer"),
+		Table:           int(s.Table),
+		UplinkTableBase: policy.UplinkTableFirst,
+		UplinkTables:    policy.UplinkTables,
+		MainPrio:        s.RulePriorityMin,
+		SourcePrio:      s.RulePriorityMin + policy.RuleSourceOffset,
+		ProhibitPrio:    s.RulePriorityMin + policy.RuleProhibitOffset,
+		PeerPrio:        s.RulePriorityMin + policy.RulePeerOffset,
+		PrioMax:         s.RulePriorityMax,
 	}
-	if cfg.Steering.RulePriorityMax != 0 {
-		o.PrioMax = cfg.Steering.RulePriorityMax
+}
+
+// faultHookEnv names the crash-test hook: mobiked kills itself (SIGKILL)
+// right after that many kernel changes of its steerer, e.g. in the middle of
+// a remote move. For the lab test of crash repair only; not configuration.
+const faultHookEnv = "MOBIKED_TEST_STEER_KILL_AFTER"
+
+func faultHook(o *steer.Options, log *slog.Logger) {
+	v := os.Getenv(faultHookEnv)
+	if v == "" {
+		return
 	}
-	return o
+	n, err := strconv.Atoi(v)
+	if err != nil || n <= 0 {
+		log.Warn("ignoring "+faultHookEnv, "value", v)
+		return
+	}
+	log.Warn("test hook armed: killing myself after kernel changes", "env", faultHookEnv, "ops", n)
+	o.FaultAfterOps = n
+	o.Fault = func() { _ = syscall.Kill(os.Getpid(), syscall.SIGKILL) }
 }
 
 func cleanup(cfg *policy.Config, log *slog.Logger) error {
@@ -84,23 +116,21 @@ func probeProfiles(cfg *policy.Config) probe.Profiles {
 }
 
 func newDaemon(f flags, cfg *policy.Config, log *slog.Logger) (*daemon, error) {
-	d := &daemon{f: f, cfg: cfg, log: log, trace: newTraceRing(4096), forcedAt: map[string]time.Time{}}
+	d := &daemon{f: f, cfg: cfg, log: log, trace: newTraceRing(4096), forcedAt: map[string]time.Time{},
+		configPath: f.config, steers: map[string]mobike.SteerRequested{}}
+	d.hooks = newHookRunner(log.With("component", "hook"), cfg.Hooks)
 	var err error
 	so := steerOptions(cfg, log)
+	faultHook(&so, log)
+	// The steerer keeps what a previous run left until the core's first
+	// routing state (after charon's SA list) replaces it.
 	d.steerer, err = steer.New(so)
 	if err != nil {
 		return nil, fmt.Errorf("steering: %w", err)
 	}
-	if err := d.steerer.Reconcile(); err != nil {
-		log.Warn("reconcile kernel state", "err", err)
-	}
 	ignore := []int{so.Table}
-	if ignore[0] == 0 {
-		ignore[0] = steer.DefaultTable
-	}
-	base := steer.DefaultUplinkTableBase
-	for i := 0; i < steer.DefaultUplinkTables; i++ {
-		ignore = append(ignore, base+i)
+	for i := range so.UplinkTables {
+		ignore = append(ignore, so.UplinkTableBase+i)
 	}
 	d.mon, err = monitor.New(monitor.Options{Logger: log.With("component", "monitor"), IgnoreTables: ignore})
 	if err != nil {
@@ -116,6 +146,7 @@ func newDaemon(f flags, cfg *policy.Config, log *slog.Logger) (*daemon, error) {
 			return nil, err
 		}
 	}
+	d.stampKey = key
 	d.probes = probe.NewManager(probe.Options{
 		Logger:   log.With("component", "probe"),
 		STAMPKey: key,
@@ -145,13 +176,15 @@ func (d *daemon) run(ctx context.Context) error {
 			}
 		}()
 	}
+	goRun("hooks", d.hooks.run)
 	goRun("monitor", d.mon.Run)
 	goRun("vici", d.charon.Run)
+	goRun("steer", d.steerer.Run)
 	if d.reflector != nil {
-		goRun("stamp reflector", d.reflector.serve)
+		d.reflector.start(ctx)
 		d.log.Info("stamp reflector listening", "addr", d.cfg.Reflector.Listen.String(), "authenticated", d.cfg.Reflector.Key != "")
 	}
-	for _, ch := range []<-chan mobike.Event{d.mon.Events(), d.charon.Events(), d.probes.Events()} {
+	for _, ch := range []<-chan mobike.Event{d.mon.Events(), d.charon.Events(), d.probes.Events(), d.steerer.Events()} {
 		wg.Add(1)
 		go func() { defer wg.Done(); d.loop.Source(ctx, ch) }()
 	}
@@ -180,9 +213,12 @@ func (d *daemon) run(ctx context.Context) error {
 			}
 		}
 	}()
-	d.log.Info("started", "vici", d.f.viciSocket, "control", d.cfg.ControlSocket)
+	d.log.Info("started", "vici", d.f.viciSocket, "control", d.cfg.ControlSocket, "config", configName(d.f.config))
 	lerr := make(chan error, 1)
 	go func() { lerr <- d.loop.Run(ctx) }()
+	d.notifyReady()
+	go d.watchdog(ctx)
+	defer d.notifyStopping()
 	select {
 	case err = <-errc:
 		cancel()
@@ -192,31 +228,106 @@ func (d *daemon) run(ctx context.Context) error {
 	_ = d.probes.Close()
 	_ = d.charon.Close()
 	wg.Wait()
+	if d.reflector != nil {
+		d.reflector.stop()
+	}
 	return err
 }
 
+func configName(path string) string {
+	if path == "" {
+		return "none (zero-config)"
+	}
+	return path
+}
+
 // reload re-reads the config on SIGHUP; a bad file keeps the old config.
+// Everything that can change at runtime is applied (policy, hooks, probe
+// pacing and timeout, the STAMP key, the reflector); what needs a restart
+// (steering table and priorities, metrics listener, control socket) keeps its
+// running value and is named in the log. Running zero-config, it picks up
+// DefaultConfig once that file exists.
 func (d *daemon) reload(ctx context.Context) {
 	if d.f.config == "" {
-		d.log.Info("reload: no config file (zero-config)")
-		return
+		if _, err := os.Stat(DefaultConfig); err != nil {
+			d.log.Info("reload: no config file (zero-config)")
+			return
+		}
+		d.f.config = DefaultConfig
 	}
-	cfg, err := loadConfig(d.f.config)
+	cfg, err := configure(d.f)
 	if err != nil {
 		d.log.Error("reload failed; keeping the running config", "err", err)
 		return
 	}
-	_ = d.loop.Do(ctx, func() {
-		changes := policy.Diff(d.cfg, cfg)
-		for _, c := range changes {
-			if c.Kind.NeedsRestart() {
-				d.log.Warn("reload: change needs a restart to take effect", "change", c.String())
-			}
+	_ = d.loop.Do(ctx, func() { d.applyConfig(ctx, cfg) })
+}
+
+// applyConfig applies a new config on the loop goroutine; ctx is the
+// daemon's (a new reflector runs under it).
+func (d *daemon) applyConfig(ctx context.Context, cfg *policy.Config) {
+	changes := policy.Diff(d.cfg, cfg)
+	var refused []string
+	for _, c := range changes {
+		if c.Kind.NeedsRestart() {
+			refused = append(refused, c.String())
 		}
-		d.cfg = cfg
-		d.loop.Step(ctx, mobike.EvConfig{Policy: cfg.Settings()})
-		d.log.Info("reloaded config", "changes", len(changes))
-	})
+	}
+	// Keep what needs a restart as it runs.
+	cfg.Steering, cfg.MetricsListen, cfg.ControlSocket = d.cfg.Steering, d.cfg.MetricsListen, d.cfg.ControlSocket
+	if len(refused) > 0 {
+		msg := "reload: not applied, needs a restart: " + strings.Join(refused, "; ")
+		d.log.Warn(msg)
+		d.trace.add(control.Event{At: time.Now(), Kind: "reload", Text: msg})
+	}
+	if cfg.Probes != d.cfg.Probes {
+		d.probes.SetProfiles(probeProfiles(cfg))
+	}
+	if cfg.Reflector != d.cfg.Reflector {
+		key, err := stampKey(cfg.Reflector)
+		if err != nil {
+			d.log.Error("reload: reflector key; keeping the running reflector and key", "err", err)
+			cfg.Reflector = d.cfg.Reflector
+		} else if err := d.replaceReflector(ctx, cfg.Reflector, key); err != nil {
+			d.log.Error("reload: reflector; keeping the running one", "err", err)
+			cfg.Reflector = d.cfg.Reflector
+		} else {
+			d.probes.SetSTAMPKey(key)
+			d.stampKey = key
+		}
+	}
+	d.cfg = cfg
+	d.configPath = d.f.config
+	d.hooks.configure(cfg.Hooks)
+	d.loop.Step(ctx, mobike.EvConfig{Policy: cfg.Settings()})
+	for _, w := range cfg.Warnings() {
+		d.log.Warn("config", "warning", w.String())
+	}
+	d.log.Info("reloaded config", "changes", len(changes), "refused", len(refused))
+}
+
+// replaceReflector starts the reflector of r (none when r.Listen is unset)
+// and then stops the running one; on an error the running one stays.
+func (d *daemon) replaceReflector(ctx context.Context, r policy.Reflector, key []byte) error {
+	var next *reflectorServer
+	if r.Listen.IsValid() {
+		if old := d.reflector; old != nil {
+			old.stop() // the new one may want the same port
+		}
+		var err error
+		next, err = listenReflector(r.Listen, key, d.log.With("component", "stamp-reflector"))
+		if err != nil {
+			d.reflector = nil
+			return err
+		}
+		next.start(ctx)
+		d.log.Info("stamp reflector listening", "addr", r.Listen.String(), "authenticated", len(key) > 0)
+	} else if d.reflector != nil {
+		d.reflector.stop()
+		d.log.Info("stamp reflector stopped")
+	}
+	d.reflector = next
+	return nil
 }
 
 // Execute carries out one action of the core (runloop.Executor).
@@ -231,15 +342,12 @@ func (d *daemon) Execute(ctx context.Context, now time.Time, a mobike.Action) []
 		if err := d.probes.Apply(a); err != nil {
 			d.log.Warn("probe action failed", "action", fmt.Sprintf("%T", a), "err", err)
 		}
-	case mobike.ActSteer:
-		err := d.steerer.Apply(a)
-		if err != nil {
-			d.log.Error("steer failed", "conn", a.Peer, "pair", a.Pair.String(), "err", err)
-		} else {
-			d.log.Info("steering", "conn", a.Peer, "pair", a.Pair.String(), "uplink", a.Uplink, "reason", a.Reason)
-		}
-		return []mobike.Event{mobike.EvSteerApplied{Peer: a.Peer, Pair: a.Pair, Err: err}}
+	case mobike.ActRouting:
+		// Applied off the loop; the steerer reports back (EvRoutingApplied).
+		d.steerer.Submit(a)
+		d.log.Debug("routing state", "gen", a.Gen, "state", a.State.String())
 	case mobike.ActAlert:
+		d.metrics.observeAlert(a.Reason)
 		lvl := slog.LevelInfo
 		switch a.Severity {
 		case mobike.SevWarning:
@@ -253,12 +361,10 @@ func (d *daemon) Execute(ctx context.Context, now time.Time, a mobike.Action) []
 	return nil
 }
 
-// observe runs after each Step on the loop goroutine: it keeps the steerer's
-// per-uplink tables in line with the network, and records the trace.
+// observe runs after each Step on the loop goroutine: it records the trace
+// and the metrics derived from it.
 func (d *daemon) observe(now time.Time, ev mobike.Event, _ []mobike.Action) {
 	switch e := ev.(type) {
-	case mobike.EvNetState:
-		d.syncUplinks(e.State)
 	case mobike.EvCharon:
 		d.metrics.setViciUp(e.Up)
 	case mobike.EvProbeResult:
@@ -274,66 +380,7 @@ func (d *daemon) observe(now time.Time, ev mobike.Event, _ []mobike.Action) {
 		}
 		d.trace.add(control.Event{At: now, Kind: kind, Text: text})
 		d.metrics.observe(now, o, d)
+		d.hookObserve(now, o)
 		d.log.Info(kind, "trace", text)
 	}
-}
-
-// uplinksFor derives the steerer's uplinks from the network state: links that
-// are up, with the available addresses of each family that has a default
-// route on that link (a gateway, or a point-to-point default without one).
-// A link that is down, or a family without a default route (e.g. right after
-// a link comes back, before its gateway is restored), gets no uplink table
-// and no source rule: an on-link default route there would black-hole the
-// probes and charon's packets from that address.
-func uplinksFor(ns mobike.NetState) []steer.Uplink {
-	var ups []steer.Uplink
-	for _, l := range ns.Links {
-		if !l.Up {
-			continue
-		}
-		u := steer.Uplink{Name: l.Name, LinkIdx: l.Index}
-		fam := map[bool]bool{} // is4 -> has a default route
-		p2p := false
-		for _, g := range ns.Gateways {
-			if g.LinkIdx != l.Index {
-				continue
-			}
-			if !g.Via.IsValid() {
-				p2p = true
-				continue
-			}
-			if !fam[g.Via.Is4()] {
-				fam[g.Via.Is4()] = true
-				u.Gateways = append(u.Gateways, g.Via)
-			}
-		}
-		for _, a := range ns.Addrs {
-			if a.LinkIdx == l.Index && monitor.Available(a) && (p2p || fam[a.Prefix.Addr().Is4()]) {
-				u.Local = append(u.Local, a.Prefix.Addr())
-			}
-		}
-		if len(u.Local) == 0 {
-			continue
-		}
-		slices.SortFunc(u.Local, netip.Addr.Compare)
-		slices.SortFunc(u.Gateways, netip.Addr.Compare)
-		ups = append(ups, u)
-	}
-	return ups
-}
-
-// syncUplinks tells the steerer each uplink's addresses and gateways (source
-// rules and per-uplink tables), when they changed.
-func (d *daemon) syncUplinks(ns mobike.NetState) {
-	ups := uplinksFor(ns)
-	key := fmt.Sprint(ups)
-	if key == d.uplinksKey {
-		return
-	}
-	if err := d.steerer.SetUplinks(ups); err != nil {
-		d.log.Error("set uplinks", "err", err)
-		return
-	}
-	d.log.Debug("uplinks", "uplinks", key)
-	d.uplinksKey = key
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/mobiked/mobiked/mobike"
 	"github.com/mobiked/mobiked/mobike/runloop"
+	"github.com/mobiked/mobiked/monitor/probe"
 )
 
 func TestMain(m *testing.M) {
@@ -57,6 +58,8 @@ func TestCheckConfig(t *testing.T) {
 	}{
 		{name: "good", body: goodConfig, code: exitOK},
 		{name: "empty file is zero-config", body: "# nothing\n", code: exitOK},
+		{name: "policy conflict is a warning", body: "uplinks:\n  - name: eth0\n  - name: eth1\nconnections:\n  - name: lab\n    uplinks: [eth0]\n    peer_addresses: [10.4.0.2]\n  - name: lab2\n    uplinks: [eth1]\n    peer_addresses: [10.4.0.2]\n",
+			code: exitOK, want: []string{"warning: ", ":9: connections[1].uplinks: policy conflict: lab2 shares peer address 10.4.0.2 with lab"}},
 		{name: "bad yaml", body: "uplinks: [\n", code: exitConfig, want: []string{":1: "}},
 		{name: "tab indentation", body: "uplinks:\n\t- name: eth0\n", code: exitConfig, want: []string{":2: "}},
 		{name: "unknown key", body: "uplinks:\n  - name: eth0\n    bogus: 1\n", code: exitConfig,
@@ -72,6 +75,14 @@ func TestCheckConfig(t *testing.T) {
 			want: []string{`:3: `, `duplicate connection "lab" (first at line 2)`}},
 		{name: "bad nat and probe", body: "connections:\n  - name: lab\n    nat: maybe\n    probe: carrier-pigeon\n", code: exitConfig,
 			want: []string{`:3: `, `bad nat value "maybe"`, `:4: `, `unknown probe method "carrier-pigeon"`}},
+		// issue 13, finding 6: what start-up (the steerer) refuses, --check-config refuses
+		{name: "rule band too narrow for the steerer", body: "steering:\n  rule_priority: {min: 1000, max: 1020}\n", code: exitConfig,
+			want: []string{`:2: steering.rule_priority: rule priority band 1000..1020 has 21 priorities, need at least 51`}},
+		{name: "table among the uplink tables", body: "steering:\n  table: 2110\n", code: exitConfig,
+			want: []string{`:2: steering.table: table 2110 is one of mobiked's uplink tables`}},
+		// issue 13, finding 5
+		{name: "interval that overflows", body: "probes:\n  standby_interval: 2562047h\n", code: exitConfig,
+			want: []string{`:2: probes.standby_interval: interval 2562047h0m0s out of range 10ms..1h0m0s`}},
 		{
 			name: "every problem reported",
 			body: `uplinks:
@@ -96,7 +107,7 @@ probes:
 				`:8: connections[0].hold_down: bad duration "5x"`,
 				`:9: connections[0].uplinks[0]: unknown uplink "wlan9"`,
 				`:10: connections[1].name: duplicate connection "lab" (first at line 7)`,
-				`:12: probes.timeout: timeout must be positive`,
+				`:12: probes.timeout: timeout -1s out of range`,
 			},
 		},
 	}
@@ -153,19 +164,8 @@ func TestCheckConfigUsage(t *testing.T) {
 // running config; a good file replaces it and reaches the core.
 func TestReloadKeepsConfigOnError(t *testing.T) {
 	path := writeConfig(t, goodConfig)
-	cfg, err := loadConfig(path)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var logBuf bytes.Buffer
-	d := &daemon{f: flags{config: path}, cfg: cfg, log: slog.New(slog.NewTextHandler(&logBuf, nil))}
-	d.core = mobike.New(mobike.Config{Policy: cfg.Settings()})
-	d.loop = runloop.New(d.core, d, nil, nil)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- d.loop.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	d, ctx := startReloadDaemon(t, path, &logBuf)
 	conns := mobike.EvConns{Conns: []mobike.Conn{{Name: "lab", RemoteAddrs: []netip.Addr{netip.MustParseAddr("10.3.0.2")}}}}
 	if err := d.loop.Do(ctx, func() { d.loop.Step(ctx, conns) }); err != nil {
 		t.Fatal(err)
@@ -219,4 +219,44 @@ func TestReloadKeepsConfigOnError(t *testing.T) {
 	if got := holdDown(); got != 9*time.Second {
 		t.Fatalf("good reload: hold-down %s, want 9s", got)
 	}
+
+	// What needs a restart is refused by name, the rest applied.
+	d.probes = probe.NewManager(probe.Options{})
+	defer d.probes.Close()
+	d.trace = newTraceRing(16)
+	logBuf.Reset()
+	body := strings.Replace(goodConfig, "hold_down: 5s", "hold_down: 9s", 1)
+	body = strings.Replace(body, "active_interval: 200ms", "active_interval: 100ms", 1)
+	body += "steering:\n  table: 2200\n"
+	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d.reload(ctx)
+	var table uint32
+	var active time.Duration
+	_ = d.loop.Do(ctx, func() { table, active = d.cfg.Steering.Table, d.cfg.Probes.ActiveInterval })
+	if table != 2100 || active != 100*time.Millisecond {
+		t.Errorf("after reload: table %d (want the running 2100), active interval %s (want 100ms)", table, active)
+	}
+	if !strings.Contains(logBuf.String(), "needs a restart: steering-changed: table") {
+		t.Errorf("refused change not named:\n%s", &logBuf)
+	}
+}
+
+// startReloadDaemon runs a daemon with only its core and loop (enough for
+// reload) on the config at path, logging to logBuf, until the test ends.
+func startReloadDaemon(t *testing.T, path string, logBuf *bytes.Buffer) (*daemon, context.Context) {
+	t.Helper()
+	cfg, err := loadConfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &daemon{f: flags{config: path}, cfg: cfg, log: slog.New(slog.NewTextHandler(logBuf, nil))}
+	d.core = mobike.New(mobike.Config{Policy: cfg.Settings()})
+	d.loop = runloop.New(d.core, d, nil, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	done := make(chan error, 1)
+	go func() { done <- d.loop.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return d, ctx
 }

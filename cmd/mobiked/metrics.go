@@ -11,12 +11,15 @@ import (
 	"net/netip"
 	"os"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/exporter-toolkit/web"
+
+	"github.com/mobiked/mobiked/cmd/internal/buildinfo"
 
 	"github.com/mobiked/mobiked/mobike"
 	"github.com/mobiked/mobiked/monitor/metrics"
@@ -43,29 +46,11 @@ func newDaemonMetrics() *daemonMetrics {
 
 func (dm *daemonMetrics) setViciUp(up bool) { dm.viciUp.Store(up) }
 
-// steerReason maps the core's steer reason text onto the closed label set.
-func steerReason(o mobike.SteerRequested) string {
-	switch {
-	case o.Forced:
-		return "path-down"
-	case strings.Contains(o.Reason, "prefer"):
-		return "manual"
-	case strings.Contains(o.Reason, "sla"), strings.Contains(o.Reason, "SLA"):
-		return "sla-breach"
+// observeAlert counts an alert (loop goroutine).
+func (dm *daemonMetrics) observeAlert(r mobike.AlertReason) {
+	if dm.m != nil {
+		dm.m.ObserveAlert(r)
 	}
-	return "better-path"
-}
-
-func failureReason(r string) string {
-	switch {
-	case strings.HasPrefix(r, "apply"):
-		return "kernel-error"
-	case strings.Contains(r, "charon"), strings.Contains(r, "vici"):
-		return "vici-down"
-	case strings.Contains(r, "unconfirmed"):
-		return "unconfirmed"
-	}
-	return "wrong-path"
 }
 
 // observe turns one trace observation into counter updates (loop goroutine).
@@ -75,37 +60,35 @@ func (dm *daemonMetrics) observe(now time.Time, o mobike.Observation, d *daemon)
 	}
 	switch o := o.(type) {
 	case mobike.SteerRequested:
-		dm.m.ObserveSteer(steerReason(o))
+		dm.m.ObserveSteer(o.Cause)
 		if o.Forced {
-			if _, ok := d.forcedAt[o.Conn]; !ok {
-				d.forcedAt[o.Conn] = now
+			if _, ok := d.forcedAt[o.Group]; !ok {
+				d.forcedAt[o.Group] = now
 			}
 		}
 	case mobike.PathStateChanged:
 		// A pair going down is the detection of a failover.
-		if o.To.String() == "down" {
-			for _, c := range d.core.Snapshot().Conns {
-				if c.Current == o.Pair {
-					if _, ok := d.forcedAt[c.Name]; !ok {
-						d.forcedAt[c.Name] = now
-					}
+		if o.To == mobike.PathDown {
+			for _, g := range d.core.GroupsOn(o.Pair) {
+				if _, ok := d.forcedAt[g]; !ok {
+					d.forcedAt[g] = now
 				}
 			}
 		}
 	case mobike.SAMoved:
 		// charon moved the SA itself after the steer was given up as
 		// unconfirmed: the failover still ended here (ike-update).
-		if t, ok := d.forcedAt[o.Conn]; ok && !o.Steered && o.To != o.From {
+		if t, ok := d.forcedAt[o.Group]; ok && !o.Steered && o.To != o.From {
 			dm.m.ObserveFailover(now.Sub(t))
-			delete(d.forcedAt, o.Conn)
+			delete(d.forcedAt, o.Group)
 		}
 	case mobike.SteerConfirmed:
-		if t, ok := d.forcedAt[o.Conn]; ok {
+		if t, ok := d.forcedAt[o.Group]; ok {
 			dm.m.ObserveFailover(now.Sub(t))
-			delete(d.forcedAt, o.Conn)
+			delete(d.forcedAt, o.Group)
 		}
 	case mobike.SteerFailed:
-		dm.m.ObserveSteerFailure(failureReason(o.Reason))
+		dm.m.ObserveSteerFailure(o.Cause)
 	}
 }
 
@@ -116,42 +99,8 @@ func (dm *daemonMetrics) publish(st mobike.State, d *daemon) {
 	if dm.m == nil {
 		return
 	}
-	var s metrics.Snapshot
+	s := pathsAndConns(st)
 	s.VICIUp = st.CharonUp && dm.viciUp.Load()
-	uplinkOf := map[netip.Addr]string{}
-	for _, p := range st.Pairs {
-		uplinkOf[p.Pair.Local] = p.Uplink
-	}
-	for _, c := range st.Conns {
-		mc := metrics.Conn{Name: c.Name, Current: uplinkOf[c.Current.Local]}
-		for _, r := range c.Ranking {
-			if r.Eligible {
-				mc.Preferred = r.Uplink.Name
-				break
-			}
-		}
-		s.Conns = append(s.Conns, mc)
-		for i, peer := range c.Peers {
-			for _, p := range st.Pairs {
-				if p.Pair.Remote != peer {
-					continue
-				}
-				fam := "ipv4"
-				if peer.Is6() {
-					fam = "ipv6"
-				}
-				rtt := math.NaN()
-				if p.Stats.SRTT > 0 {
-					rtt = p.Stats.SRTT.Seconds()
-				}
-				s.Paths = append(s.Paths, metrics.Path{Uplink: p.Uplink, Conn: c.Name, Peer: i, Family: fam,
-					State: p.State.String(), RTT: rtt, Loss: p.Stats.LossRatio})
-			}
-		}
-	}
-	for _, sa := range st.SAs {
-		s.SAs = append(s.SAs, metrics.SA{Conn: sa.Conn, Uplink: uplinkOf[sa.Pair.Local]})
-	}
 	dm.probes.absorb(d.probes.Stats())
 	dm.probes.flush(dm.m.ObserveProbe)
 	// Each read of the kernel's state is triggered by netlink messages (a
@@ -164,44 +113,152 @@ func (dm *daemonMetrics) publish(st mobike.State, d *daemon) {
 	dm.mu.Unlock()
 }
 
+// pathsAndConns derives the scrape snapshot's paths, SAs and connections.
+// Paths are published per steering group, not per connection: the members
+// of a group share its pairs (1 001 connections to one gateway are 16 paths,
+// not 16 016). Such a path's conn label is the group's key (its first
+// member), its peer index the address's place in the group's peer set; for a
+// group of one connection that is the connection and its own peer set. A
+// connection in no group (not loaded in charon, no SA) has its own.
+func pathsAndConns(st mobike.State) metrics.Snapshot {
+	var s metrics.Snapshot
+	uplinkOf := map[netip.Addr]string{}
+	byRemote := map[netip.Addr][]int{} // indexes into st.Pairs
+	for i, p := range st.Pairs {
+		uplinkOf[p.Pair.Local] = p.Uplink
+		byRemote[p.Pair.Remote] = append(byRemote[p.Pair.Remote], i)
+	}
+	// The peer set of every path owner: a group's key, or a lone connection.
+	var owners []string
+	peersOf := map[string][]netip.Addr{}
+	s.Conns = make([]metrics.Conn, 0, len(st.Conns))
+	for _, c := range st.Conns {
+		mc := metrics.Conn{Name: c.Name, Current: uplinkOf[c.Current.Local]}
+		for _, r := range c.Ranking {
+			if r.Eligible {
+				mc.Preferred = r.Uplink.Name
+				break
+			}
+		}
+		s.Conns = append(s.Conns, mc)
+		owner := c.Name
+		if len(c.Members) > 0 {
+			owner = c.Members[0]
+		}
+		if _, ok := peersOf[owner]; !ok {
+			owners = append(owners, owner)
+		}
+		peersOf[owner] = append(peersOf[owner], c.Peers...)
+	}
+	for _, owner := range owners {
+		peers := peersOf[owner]
+		slices.SortFunc(peers, netip.Addr.Compare)
+		for i, peer := range slices.Compact(peers) {
+			fam := "ipv4"
+			if peer.Is6() {
+				fam = "ipv6"
+			}
+			for _, j := range byRemote[peer] {
+				p := &st.Pairs[j]
+				rtt := math.NaN()
+				if p.Stats.SRTT > 0 {
+					rtt = p.Stats.SRTT.Seconds()
+				}
+				s.Paths = append(s.Paths, metrics.Path{Uplink: p.Uplink, Conn: owner, Peer: i, Family: fam,
+					State: p.State.String(), RTT: rtt, Loss: p.Stats.LossRatio})
+			}
+		}
+	}
+	s.SAs = make([]metrics.SA, 0, len(st.SAs))
+	for _, sa := range st.SAs {
+		s.SAs = append(s.SAs, metrics.SA{Conn: sa.Conn, Uplink: uplinkOf[sa.Pair.Local]})
+	}
+	return s
+}
+
 func (dm *daemonMetrics) MetricsSnapshot() metrics.Snapshot {
 	dm.mu.Lock()
 	defer dm.mu.Unlock()
 	return dm.snap
 }
 
-// serveMetrics starts the Prometheus listener (/metrics, /healthz).
+// listenNetwork is the address net.Listen gets for a metrics listen address:
+// [::]:PORT (from ":PORT") listens on every address of both families.
+func listenAddress(addr netip.AddrPort) string {
+	if addr.Addr() == netip.IPv6Unspecified() {
+		return fmt.Sprintf(":%d", addr.Port())
+	}
+	return addr.String()
+}
+
+// serveMetrics starts the Prometheus listener through the exporter toolkit
+// (TLS and basic auth from --web.config.file): a landing page at /, /metrics
+// (mobiked's families plus the Go and process collectors), /livez (the
+// decision loop answers; independent of charon), /readyz and /healthz
+// (charon's VICI is up).
 func (d *daemon) serveMetrics(ctx context.Context, addr netip.AddrPort) (*http.Server, error) {
 	dm := d.metrics
 	dm.reg = prometheus.NewRegistry()
-	m, err := metrics.New(dm.reg, dm, metrics.Options{Build: metrics.BuildInfo{Version: version}})
+	bi := buildinfo.Read()
+	m, err := metrics.New(dm.reg, dm, metrics.Options{Build: metrics.BuildInfo{Version: bi.Version, Revision: bi.Revision, GoVersion: bi.GoVersion}})
 	if err != nil {
 		return nil, fmt.Errorf("metrics: %w", err)
 	}
+	if err := dm.reg.Register(collectors.NewGoCollector()); err != nil {
+		return nil, fmt.Errorf("metrics: go collector: %w", err)
+	}
+	if err := dm.reg.Register(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})); err != nil {
+		return nil, fmt.Errorf("metrics: process collector: %w", err)
+	}
 	dm.m = m
-	ln, err := net.Listen("tcp", addr.String())
+	ln, err := net.Listen("tcp", listenAddress(addr))
 	if err != nil {
 		return nil, fmt.Errorf("metrics: listen %s: %w", addr, err)
 	}
-	health := func() error {
+	ready := func() error {
 		if !dm.viciUp.Load() {
 			return errors.New("vici down")
 		}
 		return nil
 	}
-	var handler http.Handler = metrics.Handler(dm.reg, health)
+	mux := http.NewServeMux()
+	mh := metrics.Handler(dm.reg, ready)
+	mux.Handle("GET /metrics", mh)
+	mux.Handle("GET /healthz", mh)
+	mux.Handle("GET /readyz", rewrite("/healthz", mh))
+	mux.HandleFunc("GET /livez", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if err := d.alive(r.Context()); err != nil {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = fmt.Fprintf(w, "%v\n", err)
+			return
+		}
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	landing, err := web.NewLandingPage(web.LandingConfig{
+		Name:        "mobiked",
+		Description: "MOBIKE path controller for strongSwan",
+		Version:     bi.String(),
+		Links: []web.LandingLinks{
+			{Address: "metrics", Text: "Metrics"},
+			{Address: "livez", Text: "Liveness", Description: "the decision loop answers (independent of charon)"},
+			{Address: "readyz", Text: "Readiness", Description: "charon's VICI is up"},
+		},
+	})
+	if err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("metrics: landing page: %w", err)
+	}
+	mux.Handle("/", landing)
+	var handler http.Handler = mux
 	if os.Getenv("MOBIKED_DEBUG_PPROF") == "1" {
 		// Debug knob, not configuration: Go's profiler on the metrics
 		// listener (loopback by default), e.g. for heap profiles at scale.
-		mux := http.NewServeMux()
-		mux.Handle("/", handler)
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
 		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-		handler = mux
 		d.log.Warn("profiler enabled on the metrics listener", "addr", addr.String())
 	}
-	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 5 * time.Second}
-	go func() { _ = srv.Serve(ln) }()
+	srv := d.serveHTTP("metrics listener", handler, ln, d.webServe(ln))
 	// Refresh the scrape snapshot every second from the loop.
 	go func() {
 		t := time.NewTicker(time.Second)
@@ -218,7 +275,33 @@ func (d *daemon) serveMetrics(ctx context.Context, addr netip.AddrPort) (*http.S
 	return srv, nil
 }
 
-const version = "0.1.0-dev"
+// webServe serves the metrics listener through exporter-toolkit (TLS and
+// basic auth from --web.config.file).
+func (d *daemon) webServe(ln net.Listener) func(net.Listener, *http.Server) error {
+	webFlags := &web.FlagConfig{WebListenAddresses: &[]string{ln.Addr().String()}, WebConfigFile: &d.f.webConfig}
+	wlog := d.log.With("component", "metrics-listener")
+	return func(l net.Listener, srv *http.Server) error { return web.Serve(l, srv, webFlags, wlog) }
+}
+
+// rewrite serves h as if the request were for path.
+func rewrite(path string, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r2 := r.Clone(r.Context())
+		r2.URL.Path = path
+		h.ServeHTTP(w, r2)
+	})
+}
+
+// alive reports whether the decision loop answers within a second: the
+// liveness of mobiked itself, whatever charon does.
+func (d *daemon) alive(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	if err := d.loop.Do(ctx, func() {}); err != nil {
+		return fmt.Errorf("decision loop does not answer: %w", err)
+	}
+	return nil
+}
 
 // probeTotals are cumulative probe counts of one uplink.
 type probeTotals struct{ sent, lost, bytes uint64 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -152,8 +153,8 @@ func TestLabMetrics(t *testing.T) {
 	if v, ok := before.value("mobike_vici_up", nil); !ok || v != 1 {
 		t.Errorf("mobike_vici_up = %v (present %v), want 1", v, ok)
 	}
-	if v, ok := before.value("mobike_build_info", map[string]string{"version": version}); !ok || v != 1 {
-		t.Errorf("mobike_build_info{version=%q} = %v (present %v), want 1", version, v, ok)
+	if v, ok := before.value("mobike_build_info", map[string]string{"goversion": runtime.Version()}); !ok || v != 1 {
+		t.Errorf("mobike_build_info{goversion=%q} = %v (present %v), want 1:\n%s", runtime.Version(), v, ok, lines(body, "mobike_build_info"))
 	}
 	if n := before.count("mobike_path_rtt_seconds", func(v float64) bool { return v > 0 && v < 1 }); n < 4 {
 		t.Errorf("%d paths with an RTT in (0, 1 s), want at least 4:\n%s", n, lines(body, "mobike_path_rtt_seconds"))
@@ -325,4 +326,5 @@ func TestLabIKEProbeMethod(t *testing.T) {
 	if sa, err := l.SA(ctx); err != nil || sa.LocalHost != lab.MNAddrA.String() {
 		t.Fatalf("SA %+v, %v; want it still on uplink a", sa, err)
 	}
+	checkDropIKEDetected(t, ctx, r)
 }

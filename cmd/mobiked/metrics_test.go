@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/hex"
+	"fmt"
+	"maps"
 	"net"
 	"net/netip"
 	"os"
@@ -239,19 +241,19 @@ func TestObserveFailover(t *testing.T) {
 		sum  float64 // seconds
 	}{
 		{"confirmed", []mobike.Observation{
-			mobike.SteerRequested{Conn: "lab", From: a, To: b, Forced: true},
-			mobike.SAMoved{Conn: "lab", From: a, To: b, Steered: true},
-			mobike.SteerConfirmed{Conn: "lab", Pair: b},
+			mobike.SteerRequested{Group: "lab", From: a, To: b, Forced: true, Cause: mobike.SteerPathDown},
+			mobike.SAMoved{Conn: "lab", Group: "lab", From: a, To: b, Steered: true},
+			mobike.SteerConfirmed{Group: "lab", Pair: b},
 		}, 1, 2},
 		{"moved-by-charon-after-timeout", []mobike.Observation{
-			mobike.SteerRequested{Conn: "lab", From: a, To: b, Forced: true},
-			mobike.SteerFailed{Conn: "lab", Pair: b, Reason: "unconfirmed"},
-			mobike.SAMoved{Conn: "lab", From: a, To: b},
-			mobike.SteerConfirmed{Conn: "lab", Pair: b}, // a late one counts once
+			mobike.SteerRequested{Group: "lab", From: a, To: b, Forced: true, Cause: mobike.SteerPathDown},
+			mobike.SteerFailed{Group: "lab", Pair: b, Cause: mobike.FailUnconfirmed},
+			mobike.SAMoved{Conn: "lab", Group: "lab", From: a, To: b},
+			mobike.SteerConfirmed{Group: "lab", Pair: b}, // a late one counts once
 		}, 1, 2},
 		{"unforced-steer", []mobike.Observation{
-			mobike.SteerRequested{Conn: "lab", From: b, To: a},
-			mobike.SteerConfirmed{Conn: "lab", Pair: a},
+			mobike.SteerRequested{Group: "lab", From: b, To: a, Cause: mobike.SteerBetterPath},
+			mobike.SteerConfirmed{Group: "lab", Pair: a},
 		}, 0, 0},
 	}
 	for _, tc := range tests {
@@ -285,5 +287,36 @@ func TestObserveFailover(t *testing.T) {
 				t.Fatalf("pending detections left: %v", d.forcedAt)
 			}
 		})
+	}
+}
+
+// Path series are per steering group: the members of a group share its
+// pairs, so 3 connections to one gateway export that gateway's paths once,
+// under the group's key, with peer indexes into the group's peer set.
+func TestPathsPerSteeringGroup(t *testing.T) {
+	c := mobike.New(mobike.Config{})
+	now := time.Unix(1000, 0)
+	ns := mobike.NetState{
+		Links: []mobike.Link{{Index: 2, Name: "eth0", Kind: mobike.KindEthernet, Up: true}, {Index: 3, Name: "eth1", Kind: mobike.KindEthernet, Up: true}},
+		Addrs: []mobike.Address{{Prefix: netip.MustParsePrefix("10.1.0.2/24"), LinkIdx: 2}, {Prefix: netip.MustParsePrefix("10.2.0.2/24"), LinkIdx: 3}},
+	}
+	gw1, gw2, other := netip.MustParseAddr("10.3.0.2"), netip.MustParseAddr("10.4.0.2"), netip.MustParseAddr("10.9.0.2")
+	c.Step(now, mobike.EvNetState{State: ns})
+	c.Step(now, mobike.EvConns{Conns: []mobike.Conn{
+		{Name: "a", RemoteAddrs: []netip.Addr{gw1, gw2}}, {Name: "b", RemoteAddrs: []netip.Addr{gw2}},
+		{Name: "c", RemoteAddrs: []netip.Addr{gw1}}, {Name: "z", RemoteAddrs: []netip.Addr{other}},
+	}})
+	c.Step(now, mobike.EvSAList{})
+	s := pathsAndConns(c.Snapshot())
+	if len(s.Conns) != 4 {
+		t.Errorf("%d connections, want 4", len(s.Conns))
+	}
+	got := map[string]bool{}
+	for _, p := range s.Paths {
+		got[fmt.Sprintf("%s/%d/%s", p.Conn, p.Peer, p.Uplink)] = true
+	}
+	want := map[string]bool{"a/0/eth0": true, "a/0/eth1": true, "a/1/eth0": true, "a/1/eth1": true, "z/0/eth0": true, "z/0/eth1": true}
+	if len(s.Paths) != len(want) || !maps.Equal(got, want) {
+		t.Errorf("paths %v (%d), want %v", got, len(s.Paths), want)
 	}
 }

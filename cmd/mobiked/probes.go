@@ -7,9 +7,9 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"os"
 	"strings"
 
+	"github.com/mobiked/mobiked/internal/safefile"
 	"github.com/mobiked/mobiked/monitor/probe"
 	"github.com/mobiked/mobiked/monitor/probe/ike"
 	"github.com/mobiked/mobiked/policy"
@@ -22,6 +22,7 @@ const ikePort = 500
 // the hex contents of an absolute file path); nil = unauthenticated mode.
 // The key file is read once, at start.
 func stampKey(r policy.Reflector) ([]byte, error) {
+	const maxKeyFile = 4096 // hex digits of a key, whitespace
 	if k, ok := r.KeyHex(); ok {
 		return k, nil
 	}
@@ -29,7 +30,7 @@ func stampKey(r policy.Reflector) ([]byte, error) {
 	if !ok {
 		return nil, nil
 	}
-	data, err := os.ReadFile(path)
+	data, err := safefile.ReadRegular(path, maxKeyFile)
 	if err != nil {
 		return nil, fmt.Errorf("stamp key: %w", err)
 	}
@@ -58,10 +59,13 @@ func ikeProbe(ctx context.Context, p probe.Path) (probe.Outcome, error) {
 	return probe.Outcome{OK: res.Reachable, RTT: res.RTT, NAT: res.NAT}, nil
 }
 
-// reflectorServer is a started STAMP reflector.
+// reflectorServer is a STAMP reflector with its socket.
 type reflectorServer struct {
-	r    *probe.Reflector
-	conn net.PacketConn
+	r      *probe.Reflector
+	conn   net.PacketConn
+	log    *slog.Logger
+	cancel context.CancelFunc
+	done   chan struct{}
 }
 
 // listenReflector binds the STAMP reflector's socket, so that a bad address
@@ -75,7 +79,30 @@ func listenReflector(addr netip.AddrPort, key []byte, log *slog.Logger) (*reflec
 	if err != nil {
 		return nil, fmt.Errorf("stamp reflector: listen %s: %w", addr, err)
 	}
-	return &reflectorServer{r: r, conn: c}, nil
+	return &reflectorServer{r: r, conn: c, log: log}, nil
+}
+
+// start answers in the background until ctx is done or stop is called.
+func (s *reflectorServer) start(ctx context.Context) {
+	ctx, s.cancel = context.WithCancel(ctx)
+	s.done = make(chan struct{})
+	go func() {
+		defer close(s.done)
+		if err := s.serve(ctx); err != nil {
+			s.log.Error("stamp reflector stopped", "err", err)
+		}
+	}()
+}
+
+// stop ends the reflector and waits until its socket is closed (its port
+// can be bound again).
+func (s *reflectorServer) stop() {
+	if s.cancel == nil {
+		_ = s.conn.Close()
+		return
+	}
+	s.cancel()
+	<-s.done
 }
 
 // serve answers until ctx is done, then closes the socket and returns nil.

@@ -24,16 +24,30 @@ func TestSystemdUnitVerifies(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	const installed = "ExecStart=/usr/sbin/mobiked "
+	const installed = "ExecStart=/usr/sbin/mobiked\n"
 	if !strings.Contains(string(unit), installed) {
-		t.Fatalf("unit has no %q line", installed)
+		t.Fatalf("unit has no %q line (no --config: /etc/mobiked/mobiked.yaml is read when it exists)", installed)
+	}
+	for _, want := range []string{
+		"Type=notify\n", "WatchdogSec=", "NotifyAccess=main\n",
+		"After=network-online.target strongswan.service strongswan-starter.service\n",
+		"CapabilityBoundingSet=CAP_NET_ADMIN CAP_NET_RAW CAP_NET_BIND_SERVICE\n",
+		"AmbientCapabilities=CAP_NET_ADMIN CAP_NET_RAW CAP_NET_BIND_SERVICE\n",
+		"RestartPreventExitStatus=2\n",
+	} {
+		if !strings.Contains(string(unit), want) {
+			t.Errorf("unit lacks %q", want)
+		}
+	}
+	if strings.Contains(string(unit), "Wants=strongswan") || strings.Contains(string(unit), "Requires=strongswan") {
+		t.Errorf("unit pulls in a strongSwan unit that may not exist on this host (starter vs charon-systemd)")
 	}
 	self, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
 	path := filepath.Join(t.TempDir(), "mobiked.service")
-	patched := strings.Replace(string(unit), installed, "ExecStart="+self+" ", 1)
+	patched := strings.Replace(string(unit), installed, "ExecStart="+self+"\n", 1)
 	if err := os.WriteFile(path, []byte(patched), 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -15,9 +15,9 @@
 //   - the initiator's address update (M10–M16, M25–M30) with NAT-D, COOKIE2
 //     and NO_NATS_ALLOWED when NAT traversal is off (M53);
 //   - path testing over several pairs (M57, M58, M60; RFC 4621 §6.2): one
-//     request whose retransmissions walk the candidate pairs and, when it was
-//     sent on more than one pair, a restart with a fresh request on the pair
-//     that answered;
+//     request with COOKIE2 and NAT-D whose retransmissions walk the candidate
+//     pairs and, when it was sent on more than one pair, a restart with a
+//     fresh request on the pair that answered;
 //   - the responder's update handling in RFC order (M17–M24), return
 //     routability with COOKIE2 before moving traffic (M22, M40–M46),
 //     UNACCEPTABLE_ADDRESSES (M19), NO_NATS_ALLOWED → UNEXPECTED_NAT_DETECTED
@@ -40,12 +40,28 @@
 // §5.5.2); a path test that no candidate answers falls back to the IKE SA
 // pair and only a failure there closes the SA (M61, B6).
 //
-// Out of scope: the IKE SA's cryptography. IKE_SA_INIT is reduced to its
-// header and NAT_DETECTION_* notifies, IKE_AUTH to its MOBIKE notifies, and
-// INFORMATIONAL payloads are carried in plaintext: Message.Payloads holds what
-// would be the Encrypted payload's inner chain. Every message handed to Handle
-// is therefore taken as authenticated. Rekeying, CREATE_CHILD_SA, EAP rounds
-// and SET_WINDOW_SIZE negotiation (the window is configured) are not modelled.
+// The IKE SA's cryptography comes from Config.Crypto (mobike/ike implements
+// it for the initiator; mobike-conform uses it against real gateways): the
+// engine then sends IKE_SA_INIT with SA, KE and Nonce, retries it on COOKIE
+// and INVALID_KE_PAYLOAD, adds IDi and AUTH to IKE_AUTH, and has every
+// message encoded once by Crypto.Seal so that retransmissions and re-sent
+// responses are byte-identical (B5). Without a Crypto the engine runs a
+// reduced model: IKE_SA_INIT is its header and NAT_DETECTION_* notifies,
+// IKE_AUTH its MOBIKE notifies. Either way Message.Payloads of an
+// INFORMATIONAL is the Encrypted payload's inner chain and every message
+// handed to Handle is taken as authenticated (the caller decrypts first).
+// Rekeying, CREATE_CHILD_SA, EAP rounds and SET_WINDOW_SIZE negotiation (the
+// window is configured) are not modelled; the responder role has no Crypto.
+//
+// More rules: an address list whose every entry is refused (malformed,
+// loopback, multicast, unspecified) does not replace the peer set; COOKIE2
+// is echoed also in UNSUPPORTED_CRITICAL_PAYLOAD replies and on SAs where
+// the other side did not negotiate MOBIKE; INVALID_SYNTAX in a response to
+// an INFORMATIONAL closes the SA (RFC 7296 §2.21.3); an Encrypted payload
+// inside the Encrypted payload is answered with INVALID_SYNTAX; without a
+// reference from an update reply, the first DPD answer with NAT-D sets it
+// (M49); a stale UPDATE_SA_ADDRESSES is answered before NO_NATS_ALLOWED is
+// checked (M17 before M18).
 //
 // Rule numbers (Mnn, Bnn) refer to /work/shared/docs/mobike-digest.md.
 package proto

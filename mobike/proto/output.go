@@ -41,6 +41,10 @@ func (p Pair) String() string { return p.Local.String() + "<->" + p.Remote.Strin
 type Packet struct {
 	Src, Dst netip.AddrPort
 	Msg      *wire.Message
+	// Raw is the IKE message as received (without a non-ESP marker); with
+	// Config.Crypto it is required for the IKE_SA_INIT response, whose
+	// bytes the responder's AUTH signs.
+	Raw []byte
 }
 
 // Output is something the engine asks the caller to do (Send) or reports
@@ -50,10 +54,14 @@ type Output interface {
 	String() string
 }
 
-// Send asks the caller to send Msg from Src to Dst.
+// Send asks the caller to send Msg from Src to Dst. With Config.Crypto, Raw
+// holds the encoded message, byte-identical for every retransmission of a
+// request and every re-send of a response (B5); without one it is nil and
+// the caller encodes Msg.
 type Send struct {
 	Src, Dst netip.AddrPort
 	Msg      *wire.Message
+	Raw      []byte
 }
 
 // Established reports the end of IKE_AUTH: the IKE SA and its IPsec SAs use
@@ -142,12 +150,27 @@ type PathTestStarted struct {
 // PathTestResult reports the end of a path test. Passed means Pair answered
 // a request sent on it alone; Restarted means the answer came on Pair but the
 // request had been sent on several pairs, so a new request is sent on Pair
-// (M44, M60, RFC 4621 §6.2); otherwise no candidate pair answered.
+// (M44, M60, RFC 4621 §6.2); otherwise no candidate pair answered (a Pair is
+// then a pair the request was never sent on, where the answer came instead).
+// NATChecked
+// says the answer to a request sent on Pair alone carried NAT-D, and
+// NATHere/NATPeer what it showed about Pair.
 type PathTestResult struct {
-	MsgID     uint32
-	Pair      Pair
-	Passed    bool
-	Restarted bool
+	MsgID      uint32
+	Pair       Pair
+	Passed     bool
+	Restarted  bool
+	NATChecked bool
+	NATHere    bool
+	NATPeer    bool
+}
+
+// AddressListAcknowledged reports the answer to an INFORMATIONAL request
+// that carried only our address list (M16, M34); Error is the error notify
+// of a refusal, 0 when the peer accepted it.
+type AddressListAcknowledged struct {
+	MsgID uint32
+	Error wire.NotifyType
 }
 
 // StrayTraffic reports a packet of the SA on a pair other than the current
@@ -163,8 +186,10 @@ type Ignored struct {
 	Reason string
 }
 
-// SAClosed reports that the IKE SA (and with it every IPsec SA) is gone.
+// SAClosed reports that the IKE SA (and with it every IPsec SA) is gone:
+// Cause for code, Reason for people.
 type SAClosed struct {
+	Cause  CloseCause
 	Reason string
 }
 
@@ -182,6 +207,7 @@ func (NATChanged) isOutput()               {}
 func (UnexpectedNAT) isOutput()            {}
 func (PathTestStarted) isOutput()          {}
 func (PathTestResult) isOutput()           {}
+func (AddressListAcknowledged) isOutput()  {}
 func (StrayTraffic) isOutput()             {}
 func (Ignored) isOutput()                  {}
 func (SAClosed) isOutput()                 {}
@@ -248,10 +274,15 @@ func (o PathTestStarted) String() string {
 
 func (o PathTestResult) String() string {
 	switch {
+	case o.Passed && o.NATChecked:
+		return fmt.Sprintf("path-test #%d passed %s nat-here=%t nat-peer=%t", o.MsgID, o.Pair, o.NATHere, o.NATPeer)
 	case o.Passed:
 		return fmt.Sprintf("path-test #%d passed %s", o.MsgID, o.Pair)
 	case o.Restarted:
 		return fmt.Sprintf("path-test #%d answered on %s after several pairs: restart", o.MsgID, o.Pair)
+	}
+	if o.Pair.Local.IsValid() {
+		return fmt.Sprintf("path-test #%d failed, answered on %s", o.MsgID, o.Pair)
 	}
 	return fmt.Sprintf("path-test #%d failed", o.MsgID)
 }
@@ -262,6 +293,13 @@ func (o StrayTraffic) String() string {
 		kind = "ike"
 	}
 	return fmt.Sprintf("stray-%s %s->%s not liveness", kind, o.Src, o.Dst)
+}
+
+func (o AddressListAcknowledged) String() string {
+	if o.Error != 0 {
+		return fmt.Sprintf("address-list #%d refused: %s", o.MsgID, o.Error)
+	}
+	return fmt.Sprintf("address-list #%d acknowledged", o.MsgID)
 }
 
 func (o Ignored) String() string { return fmt.Sprintf("ignored #%d %s", o.MsgID, o.Reason) }

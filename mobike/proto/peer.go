@@ -19,6 +19,7 @@ var (
 	ErrRole           = errors.New("proto: not allowed in this role")
 	ErrBusy           = errors.New("proto: a path test is already running")
 	ErrBadPair        = errors.New("proto: invalid address pair")
+	ErrClosed         = errors.New("proto: ike sa closed")
 )
 
 // IKEPortNATT is the port both peers float to when they support MOBIKE and
@@ -70,6 +71,12 @@ type Config struct {
 	// LocalAddrs is the peer's own address set (announced with
 	// ADDITIONAL_*_ADDRESS, M7, M31).
 	LocalAddrs []netip.Addr
+	// Crypto makes the exchanges real (see Crypto); initiator role only.
+	Crypto Crypto
+	// KeepLocalPort keeps the local port when the IKE SA floats to the NAT-T
+	// port (M6): only the remote port becomes 4500. For an initiator on an
+	// ephemeral port; by default both ends float.
+	KeepLocalPort bool
 }
 
 func (c *Config) defaults() {
@@ -115,12 +122,14 @@ const (
 	kProbe
 	kRR
 	kDPD
+	kDelete
 )
 
 // request is one outstanding request of ours.
 type request struct {
 	kind    reqKind
 	msg     *wire.Message
+	raw     []byte // msg as encoded by Config.Crypto (B5)
 	cookie2 []byte
 	addrGen uint64
 	pair    Pair // fixed pair (IKE_SA_INIT, IKE_AUTH); others follow the IKE SA (M13)
@@ -167,6 +176,7 @@ type Peer struct {
 	pendingRR     bool
 	pendingProbe  []Pair
 	probeActive   bool
+	pendingDelete bool
 	natRetries    int
 
 	nextMID uint32
@@ -175,6 +185,7 @@ type Peer struct {
 	recvNext      uint32
 	processed     map[uint32]bool
 	stored        map[uint32]*wire.Message
+	storedRaw     map[uint32][]byte
 	lastUpdateMID uint32
 	haveUpdateMID bool
 	lastListMID   uint32
@@ -183,6 +194,7 @@ type Peer struct {
 	moves []time.Time // responder: accepted moves in the last minute (M70)
 
 	closeReason string
+	closeCause  CloseCause
 }
 
 // New returns a Peer for cfg.
@@ -193,6 +205,9 @@ func New(cfg Config) (*Peer, error) {
 	if cfg.Rand == nil {
 		return nil, errors.New("proto: new peer: no random source")
 	}
+	if cfg.Crypto != nil && cfg.Role != Initiator {
+		return nil, fmt.Errorf("proto: new peer: crypto for the %s: %w", cfg.Role, ErrRole)
+	}
 	cfg.defaults()
 	p := &Peer{
 		cfg:       cfg,
@@ -200,6 +215,7 @@ func New(cfg Config) (*Peer, error) {
 		out:       map[uint32]*request{},
 		processed: map[uint32]bool{},
 		stored:    map[uint32]*wire.Message{},
+		storedRaw: map[uint32][]byte{},
 	}
 	p.localAddrs = normAddrs(cfg.LocalAddrs, cfg.MaxAdditional+1)
 	return p, nil
@@ -213,6 +229,9 @@ func (p *Peer) Established() bool { return p.state == stEstablished }
 
 // Closed reports whether the IKE SA is gone, and why.
 func (p *Peer) Closed() (bool, string) { return p.state == stClosed, p.closeReason }
+
+// CloseCause is why the IKE SA closed (0 while it is not closed).
+func (p *Peer) CloseCause() CloseCause { return p.closeCause }
 
 // MOBIKE reports whether MOBIKE was negotiated (M2).
 func (p *Peer) MOBIKE() bool { return p.mobike }
@@ -263,16 +282,49 @@ func (p *Peer) Start(now time.Time, pair Pair) ([]Output, error) {
 	if err := p.readRand(p.spiI[:]); err != nil {
 		return nil, fmt.Errorf("proto: start: %w", err)
 	}
+	if p.spiI.IsZero() {
+		p.spiI[7] = 1 // never zero
+	}
+	p.state = stInitSent
+	p.ike = pair
+	p.sendInit(now, &o)
+	if p.state == stClosed {
+		return o, fmt.Errorf("proto: start: %s: %w", p.closeReason, ErrClosed)
+	}
+	return o, nil
+}
+
+// sendInit sends an IKE_SA_INIT request (Message ID 0) on the IKE SA pair.
+func (p *Peer) sendInit(now time.Time, o *outs) {
+	pair := p.ike
 	var pl []wire.Payload
 	if p.cfg.NATT {
 		// B10: NAT-D in IKE_SA_INIT, SPIr still zero.
 		pl = append(pl, wire.NATDetectionSource(p.spiI, p.spiR, pair.Local),
 			wire.NATDetectionDestination(p.spiI, p.spiR, pair.Remote))
 	}
-	p.state = stInitSent
-	p.ike = pair
+	if p.cfg.Crypto != nil {
+		var err error
+		if pl, err = p.cfg.Crypto.InitRequest(p.spiI, pl); err != nil {
+			p.close(o, CloseInternal, "ike_sa_init request: "+err.Error())
+			return
+		}
+	}
+	p.nextMID = 0
 	r := &request{kind: kInit, pair: pair, msg: p.newRequest(wire.ExchangeIKESAInit, pl)}
-	p.sendRequest(now, r, &o)
+	p.sendRequest(now, r, o)
+}
+
+// Delete deletes the IKE SA (B2): an INFORMATIONAL request with a Delete
+// payload, sent when the window allows. The SA closes with CloseDeleted when
+// it is answered (or CloseTimeout when it is not).
+func (p *Peer) Delete(now time.Time) ([]Output, error) {
+	if p.state != stEstablished {
+		return nil, fmt.Errorf("proto: delete: %w", ErrNotEstablished)
+	}
+	var o outs
+	p.pendingDelete = true
+	p.flush(now, &o)
 	return o, nil
 }
 
@@ -436,7 +488,9 @@ func (p *Peer) spiMatch(m *wire.Message) bool {
 	case p.cfg.Role == Responder && p.state == stIdle:
 		return !m.IsResponse() && m.Exchange == wire.ExchangeIKESAInit && m.MessageID == 0 && m.SPIr.IsZero() && !m.SPIi.IsZero()
 	case p.state == stInitSent:
-		return m.IsResponse() && m.Exchange == wire.ExchangeIKESAInit && m.SPIi == p.spiI && !m.SPIr.IsZero()
+		// With a Crypto, error answers (COOKIE, INVALID_KE_PAYLOAD,
+		// NO_PROPOSAL_CHOSEN) carry a zero SPIr.
+		return m.IsResponse() && m.Exchange == wire.ExchangeIKESAInit && m.SPIi == p.spiI && (!m.SPIr.IsZero() || p.cfg.Crypto != nil)
 	}
 	if m.SPIi != p.spiI || m.SPIr != p.spiR {
 		// A retransmitted IKE_SA_INIT request still carries a zero SPIr.
@@ -465,14 +519,14 @@ func (p *Peer) readRand(b []byte) error {
 	return nil
 }
 
-func (p *Peer) close(o *outs, reason string) {
+func (p *Peer) close(o *outs, cause CloseCause, reason string) {
 	if p.state == stClosed {
 		return
 	}
 	p.state = stClosed
-	p.closeReason = reason
+	p.closeReason, p.closeCause = reason, cause
 	p.out = map[uint32]*request{}
-	o.add(SAClosed{Reason: reason})
+	o.add(SAClosed{Cause: cause, Reason: reason})
 }
 
 func (p *Peer) flags(resp bool) wire.Flags {
@@ -514,6 +568,14 @@ func (p *Peer) curPair(r *request) Pair {
 }
 
 func (p *Peer) sendRequest(now time.Time, r *request, o *outs) {
+	if p.cfg.Crypto != nil {
+		raw, err := p.cfg.Crypto.Seal(r.msg)
+		if err != nil {
+			p.close(o, CloseInternal, fmt.Sprintf("seal %s request #%d: %v", r.msg.Exchange, r.msg.MessageID, err))
+			return
+		}
+		r.raw = raw
+	}
 	r.sentOn = map[Pair]bool{}
 	r.dsts = map[netip.AddrPort]bool{}
 	r.srcs = map[netip.Addr]bool{}
@@ -539,7 +601,7 @@ func (p *Peer) emit(r *request, pair Pair, o *outs) {
 	r.sentOn[pair] = true
 	r.dsts[pair.Remote] = true
 	r.srcs[pair.Local.Addr()] = true
-	o.add(Send{Src: pair.Local, Dst: pair.Remote, Msg: r.msg})
+	o.add(Send{Src: pair.Local, Dst: pair.Remote, Msg: r.msg, Raw: r.raw})
 }
 
 func (p *Peer) expire(now time.Time, r *request, o *outs) {
@@ -566,13 +628,13 @@ func (p *Peer) timeout(r *request, o *outs) {
 	case kRR:
 		o.add(ReturnRoutabilityFailed{MsgID: mid, Remote: r.rrTarget})
 		// RFC 4621 §5.5.2: a failed return routability check tears the SA down.
-		p.close(o, fmt.Sprintf("return routability of %s failed", r.rrTarget))
+		p.close(o, CloseRRFailed, fmt.Sprintf("return routability of %s failed", r.rrTarget))
 	case kProbe:
 		o.add(PathTestResult{MsgID: mid})
 		p.probeActive = false
-		p.close(o, fmt.Sprintf("no response to #%d", mid))
+		p.close(o, CloseTimeout, fmt.Sprintf("no response to #%d", mid))
 	default:
-		p.close(o, fmt.Sprintf("no response to #%d", mid)) // B6
+		p.close(o, CloseTimeout, fmt.Sprintf("no response to #%d", mid)) // B6
 	}
 }
 
@@ -597,6 +659,8 @@ func (p *Peer) sendDPD(now time.Time, o *outs) {
 func (p *Peer) flush(now time.Time, o *outs) {
 	for p.state == stEstablished && p.canSend() {
 		switch {
+		case p.pendingDelete:
+			p.sendDelete(now, o)
 		case p.pendingUpdate && p.cfg.Role == Initiator:
 			p.sendUpdate(now, o)
 		case p.pendingRR:
@@ -654,7 +718,7 @@ func (p *Peer) sendUpdate(now time.Time, o *outs) {
 	p.pendingUpdate = false // M14: cleared at send time
 	c, err := p.cookie()
 	if err != nil {
-		p.close(o, err.Error())
+		p.close(o, CloseInternal, err.Error())
 		return
 	}
 	pl := []wire.Payload{wire.NotifyStatus(wire.NotifyUpdateSAAddresses)}
@@ -673,6 +737,12 @@ func (p *Peer) sendUpdate(now time.Time, o *outs) {
 	p.sendRequest(now, r, o)
 }
 
+func (p *Peer) sendDelete(now time.Time, o *outs) {
+	p.pendingDelete = false
+	r := &request{kind: kDelete, follow: true, msg: p.newRequest(wire.ExchangeInformational, []wire.Payload{&wire.Delete{Protocol: wire.ProtocolIKE}})}
+	p.sendRequest(now, r, o)
+}
+
 func (p *Peer) sendList(now time.Time, o *outs) {
 	p.pendingList = false
 	pl := append(p.listPayloads(p.ike.Local.Addr()), p.noNATs(p.ike)...)
@@ -684,7 +754,7 @@ func (p *Peer) sendRR(now time.Time, o *outs) {
 	p.pendingRR = false
 	c, err := p.cookie()
 	if err != nil {
-		p.close(o, err.Error())
+		p.close(o, CloseInternal, err.Error())
 		return
 	}
 	r := &request{kind: kRR, follow: true, cookie2: c, rrTarget: p.ike.Remote,
@@ -698,11 +768,20 @@ func (p *Peer) sendProbe(now time.Time, o *outs) {
 	p.pendingProbe = nil
 	c, err := p.cookie()
 	if err != nil {
-		p.close(o, err.Error())
+		p.close(o, CloseInternal, err.Error())
 		return
 	}
+	var pl []wire.Payload
+	if p.cfg.NATT && p.peerNATT {
+		// RFC 4621 §6.2, M48: NAT-D for the first candidate pair, so the
+		// answer shows whether that pair is NATed (libreswan echoes
+		// COOKIE2 only together with NAT-D). Retransmissions on later
+		// candidates carry the same bytes (B5).
+		pl = p.natdPayloads(cands[0])
+	}
+	pl = append(pl, &wire.Notify{Type: wire.NotifyCookie2, Data: c})
 	r := &request{kind: kProbe, follow: true, cookie2: c, cands: cands,
-		msg: p.newRequest(wire.ExchangeInformational, []wire.Payload{&wire.Notify{Type: wire.NotifyCookie2, Data: c}})}
+		msg: p.newRequest(wire.ExchangeInformational, pl)}
 	o.add(PathTestStarted{MsgID: r.msg.MessageID, Pairs: slices.Clone(cands)})
 	p.sendRequest(now, r, o)
 }

@@ -27,8 +27,8 @@ func (c *fakeCore) Step(now time.Time, ev mobike.Event) []mobike.Action {
 		c.seen = append(c.seen, "charon")
 		c.deadline = now.Add(time.Second)
 		return []mobike.Action{mobike.ActProbeStop{Pair: mobike.Pair{Local: netip.MustParseAddr("10.0.0.1")}}}
-	case mobike.EvSteerApplied:
-		c.seen = append(c.seen, "applied:"+e.Peer)
+	case mobike.EvRoutingApplied:
+		c.seen = append(c.seen, "applied:"+e.Failed[0])
 	}
 	return nil
 }
@@ -39,7 +39,7 @@ type fakeExec struct{ got []mobike.Action }
 
 func (e *fakeExec) Execute(ctx context.Context, now time.Time, a mobike.Action) []mobike.Event {
 	e.got = append(e.got, a)
-	return []mobike.Event{mobike.EvSteerApplied{Peer: "fed-back"}}
+	return []mobike.Event{mobike.EvRoutingApplied{Failed: []string{"fed-back"}}}
 }
 
 func TestLoopEventsTimerAndFeedback(t *testing.T) {

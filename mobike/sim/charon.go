@@ -28,7 +28,7 @@ type Charon struct {
 
 	roamPending bool
 	roamAddress bool
-	roamConns   map[string]bool
+	roamRoutes  bool
 }
 
 // AddConn loads a connection: its name and remote_addrs.
@@ -93,7 +93,7 @@ func (c *Charon) firstAnswer(sa *mobike.SA, peers []netip.Addr) (mobike.Pair, bo
 	var bestRTT time.Duration
 	found := false
 	for _, r := range peers {
-		l, ok := c.w.lookup(sa.Conn, r)
+		l, ok := c.w.lookup(r)
 		if !ok {
 			continue
 		}
@@ -103,6 +103,29 @@ func (c *Charon) firstAnswer(sa *mobike.SA, peers []netip.Addr) (mobike.Pair, bo
 		}
 	}
 	return best, found
+}
+
+// Terminate deletes every SA of a connection (swanctl --terminate).
+func (c *Charon) Terminate(conn string) {
+	c.w.Note("charon: terminate %s", conn)
+	for _, id := range c.ids() {
+		if c.sas[id].Conn == conn {
+			delete(c.sas, id)
+			ev := mobike.EvSADown{Conn: conn, UniqueID: id}
+			c.w.After(0, func() { c.w.Deliver(ev) })
+		}
+	}
+}
+
+// Unload removes a connection (swanctl --unload-conn); mobiked hears of it
+// with the next list-conns resync, after resync.
+func (c *Charon) Unload(conn string, resync time.Duration) {
+	c.w.Note("charon: unload %s", conn)
+	c.conns = slices.DeleteFunc(c.conns, func(k mobike.Conn) bool { return k.Name == conn })
+	c.w.After(resync, func() {
+		c.w.Deliver(mobike.EvConns{Conns: slices.Clone(c.conns)})
+		c.w.Deliver(mobike.EvSAList{SAs: c.SAs()})
+	})
 }
 
 // SAs lists the SAs as VICI's list-sas would.
@@ -136,17 +159,12 @@ func (c *Charon) PairOf(conn string) string {
 	return strings.Join(slices.Compact(ps), " ")
 }
 
-func (c *Charon) scheduleRoam(address bool, conn string) {
+func (c *Charon) scheduleRoam(address, routes bool) {
 	if !c.Up {
 		return
 	}
 	c.roamAddress = c.roamAddress || address
-	if conn != "" {
-		if c.roamConns == nil {
-			c.roamConns = map[string]bool{}
-		}
-		c.roamConns[conn] = true
-	}
+	c.roamRoutes = c.roamRoutes || routes
 	if c.roamPending {
 		return
 	}
@@ -154,18 +172,20 @@ func (c *Charon) scheduleRoam(address bool, conn string) {
 	c.w.After(RoamDelay, c.roam)
 }
 
-func (c *Charon) routeChanged(conn string) {
+func (c *Charon) routeChanged() {
 	if c.PreferBestPath {
-		c.scheduleRoam(false, conn)
+		c.scheduleRoam(false, true)
 	}
 }
 
-func (c *Charon) addressChanged() { c.scheduleRoam(true, "") }
+func (c *Charon) addressChanged() { c.scheduleRoam(true, false) }
 
-// roam is charon's roam job: every SA is checked.
+// roam is charon's roam job: every SA is checked. After a route or rule
+// change an initiator SA whose lookup no longer gives its pair moves (a
+// responder only announces its addresses; its peer decides).
 func (c *Charon) roam() {
-	address, conns := c.roamAddress, c.roamConns
-	c.roamPending, c.roamAddress, c.roamConns = false, false, nil
+	address, routes := c.roamAddress, c.roamRoutes
+	c.roamPending, c.roamAddress, c.roamRoutes = false, false, false
 	if !c.Up {
 		return
 	}
@@ -174,11 +194,12 @@ func (c *Charon) roam() {
 		cur := mobike.Pair{Local: sa.Local.Addr(), Remote: sa.Remote.Addr()}
 		_, usable := c.w.localUsable(cur.Local)
 		valid := usable
-		if valid && conns[sa.Conn] && c.PreferBestPath {
-			l, ok := c.w.lookup(sa.Conn, cur.Remote)
+		checked := routes && sa.Initiator && c.PreferBestPath
+		if valid && checked {
+			l, ok := c.w.lookup(cur.Remote)
 			valid = ok && l == cur.Local
 		}
-		if valid || (!address && !conns[sa.Conn]) {
+		if valid || (!address && !checked) {
 			continue
 		}
 		p, ok := c.firstAnswer(sa, c.peers(sa))

@@ -40,7 +40,7 @@ func TestScenarioStartupAdoptsCurrentPair(t *testing.T) {
 	w := office(t, topo{eth: true, wlan: true, wwan: true})
 	w.Run(sec(60))
 	wantPair(t, w, "office", pair(ethA, peer1))
-	if n := count(w, "act steer"); n != 0 {
+	if n := count(w, "steer-requested"); n != 0 {
 		t.Errorf("%d steers, want none", n)
 	}
 	checkGolden(t, w)
@@ -213,7 +213,7 @@ func TestScenarioNATForbidStaysPut(t *testing.T) {
 	if count(w, "act alert critical office nat-forbidden") != 1 {
 		t.Error("want one nat-forbidden alert")
 	}
-	if count(w, "act steer") != 0 {
+	if count(w, "steer-requested") != 0 {
 		t.Error("steered onto a NATed pair")
 	}
 	checkGolden(t, w)
@@ -279,7 +279,7 @@ func TestScenarioV4ToV6WhenV4Dies(t *testing.T) {
 	w.SetPairImpair(eth6, peer6, sim.Impair{})
 	w.Run(sec(40))
 	wantPair(t, w, "office", pair(ethA, peer1))
-	if n := count(w, "act steer"); n != 1 {
+	if n := count(w, "steer-requested"); n != 1 {
 		t.Errorf("%d steers, want only the fallback", n)
 	}
 	w.SetPairImpair(ethA, peer1, sim.Impair{Blackhole: true})
@@ -318,7 +318,7 @@ func TestScenarioNoFailbackBeforeHoldDown(t *testing.T) {
 		w.Run(sec(5))
 	}
 	wantPair(t, w, "office", pair(wlanA, peer1))
-	if n := count(w, "act steer"); n != 1 {
+	if n := count(w, "steer-requested"); n != 1 {
 		t.Errorf("%d steers, want 1", n)
 	}
 	checkGolden(t, w)
@@ -370,7 +370,7 @@ func TestScenarioControllerRestartNoMove(t *testing.T) {
 	w.RestartController(sim.Options{})
 	w.Run(sec(30))
 	wantPair(t, w, "office", pair(ethA, peer1))
-	if n := count(w, "act steer"); n != 0 {
+	if n := count(w, "steer-requested"); n != 0 {
 		t.Errorf("%d steers after restart, want none", n)
 	}
 	checkGolden(t, w)
@@ -386,7 +386,7 @@ func TestScenarioControllerRestartOnFailoverPair(t *testing.T) {
 	w.RestartController(sim.Options{})
 	w.Run(sec(30))
 	wantPair(t, w, "office", pair(wlanA, peer1))
-	if n := count(w, "act steer"); n != 1 {
+	if n := count(w, "steer-requested"); n != 1 {
 		t.Errorf("%d steers, want only the failover before the restart", n)
 	}
 	checkGolden(t, w)
@@ -400,7 +400,7 @@ func TestScenarioCharonRestartResync(t *testing.T) {
 	w.Charon.Restart(sec(2))
 	w.Run(sec(20))
 	wantPair(t, w, "office", pair(ethA, peer1))
-	if n := count(w, "act steer"); n != 0 {
+	if n := count(w, "steer-requested"); n != 0 {
 		t.Errorf("%d steers, want none", n)
 	}
 	checkGolden(t, w)
@@ -485,7 +485,7 @@ func TestScenarioResponderNeverSteers(t *testing.T) {
 	w.SetLinkImpair("eth0", sim.Impair{Blackhole: true})
 	w.Run(sec(10))
 	wantPair(t, w, "office", pair(ethA, peer1))
-	if count(w, "act steer") != 0 {
+	if count(w, "steer-requested") != 0 {
 		t.Error("responder SA steered")
 	}
 	checkGolden(t, w)
@@ -703,7 +703,7 @@ func TestScenarioSteerDivertedToUnknownPeer(t *testing.T) {
 	w.Deliver(mobike.EvPrefer{Conn: "office", Uplink: "wlan0", Until: w.Now.Add(sec(60))})
 	w.Run(sec(5))
 	wantPair(t, w, "office", pair(wlanA, peer1))
-	if count(w, "peer-learned office 10.4.0.2") != 1 || count(w, "act steer office 10.2.0.2->10.3.0.2") != 2 {
+	if count(w, "peer-learned office 10.4.0.2") != 1 || count(w, "=> 10.2.0.2->10.3.0.2 manual") != 2 {
 		t.Error("want the peer learned and a second steer prohibiting it")
 	}
 	if count(w, "act alert") != 0 {

@@ -9,10 +9,11 @@
 // the controller observed and did.
 //
 // The fake charon, simplified:
-//   - ~100 ms after a route or rule change by the controller (ActSteer) it
-//     re-checks the SAs of the steered connection: when its route lookup
-//     towards the SA's peer address no longer gives the SA's local address, or
-//     the peer address is prohibited, it probes every known peer address from
+//   - ~100 ms after a route or rule change by the controller (ActRouting:
+//     the world's kernel becomes the desired state) it re-checks every
+//     initiator SA: when its route lookup towards the SA's peer address no
+//     longer gives the SA's local address, or the peer address is prohibited
+//     (host-wide, as in the kernel), it probes every known peer address from
 //     the source its lookup gives and moves to the first pair that answers
 //     (emitting ike-update);
 //   - ~100 ms after a link or address event it moves every SA whose local
@@ -41,7 +42,7 @@ var Epoch = time.Unix(0, 0).UTC()
 const (
 	RoamDelay        = 100 * time.Millisecond // charon's ROAM_DELAY
 	MonitorDelay     = 10 * time.Millisecond  // netlink event → EvNetState
-	ApplyDelay       = time.Millisecond       // ActSteer → EvSteerApplied
+	ApplyDelay       = time.Millisecond       // ActRouting → EvRoutingApplied
 	ProbeTimeout     = time.Second
 	ActiveInterval   = 200 * time.Millisecond
 	StandbyInterval  = time.Second
@@ -55,6 +56,9 @@ type Options struct {
 	Seed   uint64
 	Policy policy.Settings
 	Ranker policy.Ranker
+	// Quiet keeps no text trace and no Observations (large worlds, e.g.
+	// RunScale); OnObservation still sees every observation.
+	Quiet bool
 }
 
 // Impair is a path impairment, on a link (all its pairs) or one pair.
@@ -93,9 +97,27 @@ type World struct {
 	pairImp  map[mobike.Pair]Impair
 	peerDown map[netip.Addr]bool
 
-	routes    map[netip.Addr]mobike.ActSteer // host routes by peer address
-	prohibits map[string][]netip.Addr        // by connection
-	SteerErr  error                          // returned in EvSteerApplied when set
+	kernel   mobike.Desired             // the routing state last applied
+	routes   map[netip.Addr]mobike.Pair // host routes by peer address
+	prohibit map[netip.Addr]bool        // prohibited peer addresses (host-wide)
+	SteerErr error                      // when set, applying a routing state fails for every group in it
+
+	// Observations are every observation of the controller, in order, and
+	// Alerts every alert it raised (for tests that look at typed causes).
+	Observations []mobike.Observation
+	Alerts       []mobike.ActAlert
+	// Check, when set, runs after every Step with the actions (e.g. the
+	// routing state's invariants).
+	Check func(acts []mobike.Action)
+	// OnEvent and OnObservation, when set, see every event delivered to the
+	// controller and every observation it made.
+	OnEvent       func(ev mobike.Event)
+	OnObservation func(o mobike.Observation)
+	// StepTime is the wall-clock time spent in the controller's Step (the
+	// simulated world's own work excluded).
+	StepTime time.Duration
+
+	quiet bool
 
 	probers map[mobike.Pair]*prober
 	trace   []string
@@ -105,14 +127,15 @@ type World struct {
 // New returns an empty world at Epoch with a Controller and a fake charon.
 func New(o Options) *World {
 	w := &World{
-		Now:       Epoch,
-		rng:       rand.New(rand.NewPCG(o.Seed, o.Seed^0x5eed)),
-		linkImp:   map[int]Impair{},
-		pairImp:   map[mobike.Pair]Impair{},
-		peerDown:  map[netip.Addr]bool{},
-		routes:    map[netip.Addr]mobike.ActSteer{},
-		prohibits: map[string][]netip.Addr{},
-		probers:   map[mobike.Pair]*prober{},
+		Now:      Epoch,
+		quiet:    o.Quiet,
+		rng:      rand.New(rand.NewPCG(o.Seed, o.Seed^0x5eed)),
+		linkImp:  map[int]Impair{},
+		pairImp:  map[mobike.Pair]Impair{},
+		peerDown: map[netip.Addr]bool{},
+		routes:   map[netip.Addr]mobike.Pair{},
+		prohibit: map[netip.Addr]bool{},
+		probers:  map[mobike.Pair]*prober{},
 	}
 	w.Ctl = mobike.New(mobike.Config{Policy: o.Policy, Ranker: o.Ranker})
 	w.Charon = &Charon{w: w, Up: true, PreferBestPath: true, sas: map[uint32]*mobike.SA{}, nextID: 1, extra: map[string][]netip.Addr{}}
@@ -196,9 +219,24 @@ func (w *World) RunUntil(t time.Time) {
 // executes the actions.
 func (w *World) Deliver(ev mobike.Event) {
 	w.steps++
+	if w.OnEvent != nil {
+		w.OnEvent(ev)
+	}
+	start := time.Now()
 	acts := w.Ctl.Step(w.Now, ev)
+	w.StepTime += time.Since(start)
 	for _, o := range w.Ctl.TakeTrace() {
+		if w.OnObservation != nil {
+			w.OnObservation(o)
+		}
+		if w.quiet {
+			continue
+		}
 		w.logf("%s", o)
+		w.Observations = append(w.Observations, o)
+	}
+	if w.Check != nil {
+		w.Check(acts)
 	}
 	for _, a := range acts {
 		w.execute(a)
@@ -210,6 +248,9 @@ func (w *World) rel(t time.Time) string {
 }
 
 func (w *World) logf(format string, args ...any) {
+	if w.quiet {
+		return
+	}
 	w.trace = append(w.trace, w.rel(w.Now)+"  "+fmt.Sprintf(format, args...))
 }
 
@@ -235,23 +276,82 @@ func (w *World) execute(a mobike.Action) {
 			p.gen++
 			delete(w.probers, a.Pair)
 		}
-	case mobike.ActSteer:
-		nh := "on-link"
-		if a.Nexthop.IsValid() {
-			nh = a.Nexthop.String()
+	case mobike.ActRouting:
+		if !w.quiet {
+			w.logRoutingChange(a.State)
 		}
-		w.logf("act steer %s %s dev %s(%d) via %s prohibit %v (%s)", a.Peer, a.Pair, a.Uplink, a.LinkIdx, nh, a.Prohibit, a.Reason)
-		w.routes[a.Pair.Remote] = a
-		w.prohibits[a.Peer] = slices.Clone(a.Prohibit)
 		err := w.SteerErr
-		w.After(ApplyDelay, func() { w.Deliver(mobike.EvSteerApplied{Peer: a.Peer, Pair: a.Pair, Err: err}) })
-		if err == nil {
-			w.Charon.routeChanged(a.Peer)
+		ev := mobike.EvRoutingApplied{Gen: a.Gen, Err: err}
+		if err != nil {
+			for _, g := range a.State.Groups {
+				ev.Failed = append(ev.Failed, g.Name)
+			}
+		} else {
+			w.kernel = a.State
+			clear(w.routes)
+			clear(w.prohibit)
+			for _, g := range a.State.Groups {
+				w.routes[g.Pair.Remote] = g.Pair
+				for _, p := range g.Prohibit {
+					w.prohibit[p] = true
+				}
+			}
+			w.Charon.routeChanged()
 		}
+		w.After(ApplyDelay, func() { w.Deliver(ev) })
 	case mobike.ActAlert:
 		w.logf("act alert %s %s %s: %s", a.Severity, a.Conn, a.Reason, a.Message)
+		w.Alerts = append(w.Alerts, a)
 	default:
 		panic(fmt.Sprintf("sim: unknown action %T", a))
+	}
+}
+
+// logRoutingChange writes the groups' entries that differ from the kernel's
+// (uplink tables follow the network and are not logged).
+func (w *World) logRoutingChange(d mobike.Desired) {
+	old := map[string]bool{}
+	for _, g := range w.kernel.Groups {
+		old[g.Name] = true
+	}
+	oldLines := map[string]bool{}
+	for _, l := range w.kernel.Lines() {
+		oldLines[l] = true
+	}
+	for i, l := range d.Lines() {
+		if i < len(d.Uplinks) {
+			continue
+		}
+		delete(old, d.Groups[i-len(d.Uplinks)].Name)
+		if !oldLines[l] {
+			w.logf("act routing %s", l)
+		}
+	}
+	var gone []string
+	for n := range old {
+		gone = append(gone, n)
+	}
+	slices.Sort(gone)
+	for _, n := range gone {
+		w.logf("act routing release group %s", n)
+	}
+}
+
+// Kernel returns the routing state the world's kernel holds.
+func (w *World) Kernel() mobike.Desired { return w.kernel }
+
+// Prohibited reports whether the kernel prohibits a peer address.
+func (w *World) Prohibited(addr string) bool { return w.prohibit[netip.MustParseAddr(addr)] }
+
+// SetProhibit adds or removes a prohibit rule behind the controller's back
+// (a half-applied change left by a crash), without a roam.
+func (w *World) SetProhibit(addr string, on bool) {
+	w.Note("kernel: prohibit %s = %t", addr, on)
+	a := netip.MustParseAddr(addr)
+	if on {
+		w.prohibit[a] = true
+	} else {
+		delete(w.prohibit, a)
 	}
 }
 
@@ -450,15 +550,15 @@ func (w *World) path(p mobike.Pair) (ok bool, rtt time.Duration, nat bool) {
 }
 
 // lookup is the kernel's route lookup towards a peer address for charon
-// (recipe B: rules honoured): a prohibit rule for conn, a host route the
+// (recipe B: rules honoured): a prohibit rule (host-wide), a host route the
 // controller installed, or the default route with the lowest metric.
-func (w *World) lookup(conn string, r netip.Addr) (netip.Addr, bool) {
-	if slices.Contains(w.prohibits[conn], r) {
+func (w *World) lookup(r netip.Addr) (netip.Addr, bool) {
+	if w.prohibit[r] {
 		return netip.Addr{}, false
 	}
 	if rt, ok := w.routes[r]; ok {
-		if _, usable := w.localUsable(rt.Pair.Local); usable {
-			return rt.Pair.Local, true
+		if _, usable := w.localUsable(rt.Local); usable {
+			return rt.Local, true
 		}
 	}
 	best, bestMetric := netip.Addr{}, 0

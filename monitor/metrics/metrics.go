@@ -10,19 +10,22 @@
 // label values come from closed sets: uplink names (the host's links),
 // connection names (charon's config), address family, path state, steer
 // reason. Addresses, ports, SPIs and SA unique IDs are never labels; a pair is
-// labelled by (uplink, conn, peer index, family).
+// labelled by (uplink, conn, peer index, family), where the daemon exports
+// the pairs of a steering group once, under its first connection.
 //
-// Cardinality, for a gateway with U uplinks, C connections, P peer addresses
-// per connection (both families counted in P) and any number of SAs:
+// Cardinality, for a gateway with U uplinks, C connections in G steering
+// groups, P peer addresses per group (both families counted in P) and any
+// number of SAs:
 //
-//   - path series: C·P·U pairs × (up, rtt, loss + len(PathStates) state-set
-//     series) = C·P·U·8. A branch box with 3 uplinks, 2 connections and 2
+//   - path series: G·P·U pairs × (up, rtt, loss + len(PathStates) state-set
+//     series) = G·P·U·8. A branch box with 3 uplinks, 2 connections and 2
 //     peer addresses each: 12 pairs, 96 series.
 //   - SA series: one per (conn, uplink) pair in use, not per SA:
 //     10 000 SAs of 50 connections over 3 uplinks are at most 150 series of
-//     mobike_sa_uplink_info. Per-connection preference: 2·C series.
-//   - probe counters: 3·U; steer counters: len(reasons) + len(failure
-//     reasons); the failover histogram: len(buckets)+2 = 12.
+//     mobike_sa_uplink_info (and of mobike_sas). Per-connection preference: 2·C series.
+//   - probe counters: 3·U; steer, failure and alert counters: one series
+//     per cause (closed enums of the core); the failover histogram:
+//     len(buckets)+2 = 12.
 //
 // A responder with 10 000 SAs from 10 000 peers under one connection name is
 // still one mobike_sa_uplink_info series per uplink; it does not probe peers,
@@ -40,6 +43,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/mobiked/mobiked/mobike"
 )
 
 const namespace = "mobike"
@@ -54,19 +59,26 @@ var upStates = []string{"operational", "degraded"}
 // Families is the closed set of the family label.
 var Families = []string{"ipv4", "ipv6"}
 
-// DefaultSteerReasons is the closed set of reasons of mobike_steer_total when
-// Options.SteerReasons is empty: path-down (a forced move off a dead or
-// forbidden pair), better-path (failback or a better-ranked pair after
-// hold-down), sla-breach, policy-change (config reload), manual (control
-// API). Reasons outside the set are counted as "other".
-var DefaultSteerReasons = []string{"path-down", "better-path", "sla-breach", "policy-change", "manual"}
+// SteerReasons is the closed set of reasons of mobike_steer_total: the
+// core's steer causes (mobike.SteerCause), every one of which the core can
+// produce (TestEveryCauseOccurs in mobike/sim).
+func SteerReasons() []string { return names(mobike.SteerCauses()) }
 
-// DefaultFailureReasons is the closed set of reasons of
-// mobike_steer_failures_total when Options.FailureReasons is empty:
-// unconfirmed (no ike-update in time), kernel-error (installing routes or
-// rules failed), vici-down (charon went away during the steer), wrong-path
-// (charon moved, but not onto the steered pair, or the steer was abandoned).
-var DefaultFailureReasons = []string{"unconfirmed", "kernel-error", "vici-down", "wrong-path"}
+// FailureReasons is the closed set of reasons of mobike_steer_failures_total
+// (mobike.FailCause).
+func FailureReasons() []string { return names(mobike.FailCauses()) }
+
+// AlertReasons is the closed set of reasons of mobike_alerts_total
+// (mobike.AlertReason).
+func AlertReasons() []string { return names(mobike.AlertReasons()) }
+
+func names[T fmt.Stringer](vs []T) []string {
+	out := make([]string, len(vs))
+	for i, v := range vs {
+		out[i] = v.String()
+	}
+	return out
+}
 
 // FailoverBuckets are the buckets of mobike_failover_duration_seconds: from
 // charon-speed moves (~0.1 s) to DPD-speed ones (tens of seconds).
@@ -75,8 +87,8 @@ var FailoverBuckets = []float64{0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 30}
 // Path is one local×remote pair as seen at scrape time.
 type Path struct {
 	Uplink string  // the local address's uplink (link name)
-	Conn   string  // the connection (steering group) the peer belongs to
-	Peer   int     // index of the remote address in the connection's peer set
+	Conn   string  // the steering group the peer belongs to (its first connection)
+	Peer   int     // index of the remote address in the group's peer set
 	Family string  // "ipv4" or "ipv6"
 	State  string  // one of PathStates
 	RTT    float64 // smoothed RTT in seconds; NaN when unknown
@@ -125,22 +137,19 @@ type BuildInfo struct {
 
 // Options configure New. Zero fields take the documented defaults.
 type Options struct {
-	Build          BuildInfo
-	SteerReasons   []string // default DefaultSteerReasons
-	FailureReasons []string // default DefaultFailureReasons
+	Build BuildInfo
 }
 
 // Metrics holds mobiked's collectors.
 type Metrics struct {
 	steers         *prometheus.CounterVec
 	steerFailures  *prometheus.CounterVec
+	alerts         *prometheus.CounterVec
 	failover       prometheus.Histogram
 	netlinkEvents  prometheus.Counter
 	probeSent      *prometheus.CounterVec
 	probeLost      *prometheus.CounterVec
 	probeBytes     *prometheus.CounterVec
-	steerReasons   []string
-	failureReasons []string
 	stateCollector *stateCollector
 }
 
@@ -164,11 +173,13 @@ func Catalog() []Metric {
 		{"mobike_probe_sent_total", "counter", []string{"uplink"}, "Path probes sent, per uplink."},
 		{"mobike_probe_lost_total", "counter", []string{"uplink"}, "Path probes that got no valid reply in time, per uplink."},
 		{"mobike_probe_bytes_total", "counter", []string{"uplink"}, "Bytes of path probes sent, per uplink (IP payload)."},
-		{"mobike_sa_uplink_info", "gauge", []string{"conn", "uplink"}, "Number of IKE_SAs of a connection whose local address is on an uplink (uplink \"none\" when no uplink matches)."},
+		{"mobike_sa_uplink_info", "gauge", []string{"conn", "uplink"}, "Which uplinks carry IKE_SAs of a connection (uplink \"none\" when an SA's local address is on no uplink); the value is always 1."},
+		{"mobike_sas", "gauge", []string{"conn", "uplink"}, "Number of IKE_SAs of a connection whose local address is on an uplink (uplink \"none\" when no uplink matches)."},
 		{"mobike_conn_preferred_uplink_info", "gauge", []string{"conn", "uplink"}, "The uplink of a steered connection's best-ranked pair; the value is always 1."},
 		{"mobike_conn_on_preferred_uplink", "gauge", []string{"conn"}, "Whether a steered connection's SAs are on its preferred uplink (1) or not (0)."},
 		{"mobike_steer_total", "counter", []string{"reason"}, "Steers (moves of a connection to another pair) started, by reason."},
-		{"mobike_steer_failures_total", "counter", []string{"reason"}, "Steers that failed, by reason (e.g. no ike-update confirmation in time)."},
+		{"mobike_steer_failures_total", "counter", []string{"reason"}, "Steers that failed or were abandoned, by reason (e.g. no ike-update confirmation in time)."},
+		{"mobike_alerts_total", "counter", []string{"reason"}, "Alerts raised for operators, by reason (e.g. policy-conflict: connections sharing a gateway address have incompatible policies)."},
 		{"mobike_failover_duration_seconds", "histogram", nil, "Time from detecting that a connection's path is down to charon confirming the move (ike-update)."},
 		{"mobike_netlink_events_total", "counter", nil, "Netlink link, address and route messages received."},
 	}
@@ -193,15 +204,15 @@ func New(reg prometheus.Registerer, src Source, opts Options) (*Metrics, error) 
 	if opts.Build.GoVersion == "" {
 		opts.Build.GoVersion = runtime.Version()
 	}
-	m := &Metrics{
-		steerReasons:   withOther(opts.SteerReasons, DefaultSteerReasons),
-		failureReasons: withOther(opts.FailureReasons, DefaultFailureReasons),
-	}
+	m := &Metrics{}
 	m.steers = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "mobike_steer_total", Help: catalogHelp("mobike_steer_total"),
 	}, []string{"reason"})
 	m.steerFailures = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "mobike_steer_failures_total", Help: catalogHelp("mobike_steer_failures_total"),
+	}, []string{"reason"})
+	m.alerts = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "mobike_alerts_total", Help: catalogHelp("mobike_alerts_total"),
 	}, []string{"reason"})
 	m.failover = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name: "mobike_failover_duration_seconds", Help: catalogHelp("mobike_failover_duration_seconds"),
@@ -219,18 +230,21 @@ func New(reg prometheus.Registerer, src Source, opts Options) (*Metrics, error) 
 	m.probeBytes = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "mobike_probe_bytes_total", Help: catalogHelp("mobike_probe_bytes_total"),
 	}, []string{"uplink"})
-	// Known reasons are exported at 0 from the start, so that rate() and
+	// Every reason is exported at 0 from the start, so that rate() and
 	// alerts see the series before the first event.
-	for _, r := range m.steerReasons {
+	for _, r := range SteerReasons() {
 		m.steers.WithLabelValues(r)
 	}
-	for _, r := range m.failureReasons {
+	for _, r := range FailureReasons() {
 		m.steerFailures.WithLabelValues(r)
+	}
+	for _, r := range AlertReasons() {
+		m.alerts.WithLabelValues(r)
 	}
 	m.stateCollector = newStateCollector(src, opts.Build)
 
 	for _, c := range []prometheus.Collector{
-		m.steers, m.steerFailures, m.failover, m.netlinkEvents,
+		m.steers, m.steerFailures, m.alerts, m.failover, m.netlinkEvents,
 		m.probeSent, m.probeLost, m.probeBytes, m.stateCollector,
 	} {
 		if err := reg.Register(c); err != nil {
@@ -240,33 +254,19 @@ func New(reg prometheus.Registerer, src Source, opts Options) (*Metrics, error) 
 	return m, nil
 }
 
-// withOther returns set (or def when set is empty) plus "other", deduplicated.
-func withOther(set, def []string) []string {
-	if len(set) == 0 {
-		set = def
-	}
-	out := slices.Clone(set)
-	out = append(out, "other")
-	slices.Sort(out)
-	return slices.Compact(out)
+// ObserveSteer counts a steer started for cause c.
+func (m *Metrics) ObserveSteer(c mobike.SteerCause) {
+	m.steers.WithLabelValues(c.String()).Inc()
 }
 
-// closed returns v when it is in set, else "other".
-func closed(v string, set []string) string {
-	if _, ok := slices.BinarySearch(set, v); ok {
-		return v
-	}
-	return "other"
+// ObserveSteerFailure counts a failed or abandoned steer.
+func (m *Metrics) ObserveSteerFailure(c mobike.FailCause) {
+	m.steerFailures.WithLabelValues(c.String()).Inc()
 }
 
-// ObserveSteer counts a steer started for reason.
-func (m *Metrics) ObserveSteer(reason string) {
-	m.steers.WithLabelValues(closed(reason, m.steerReasons)).Inc()
-}
-
-// ObserveSteerFailure counts a failed steer.
-func (m *Metrics) ObserveSteerFailure(reason string) {
-	m.steerFailures.WithLabelValues(closed(reason, m.failureReasons)).Inc()
+// ObserveAlert counts an alert.
+func (m *Metrics) ObserveAlert(r mobike.AlertReason) {
+	m.alerts.WithLabelValues(r.String()).Inc()
 }
 
 // ObserveFailover records the time from detecting a dead path to charon's
@@ -307,9 +307,9 @@ type stateCollector struct {
 	src   Source
 	build BuildInfo
 
-	buildInfo, viciUp                        *prometheus.Desc
-	pathUp, pathState, pathRTT, pathLoss     *prometheus.Desc
-	saUplink, connPreferred, connOnPreferred *prometheus.Desc
+	buildInfo, viciUp                             *prometheus.Desc
+	pathUp, pathState, pathRTT, pathLoss          *prometheus.Desc
+	saUplink, sas, connPreferred, connOnPreferred *prometheus.Desc
 
 	mu sync.Mutex // serialises scrapes: Source snapshots can be costly
 }
@@ -329,6 +329,7 @@ func newStateCollector(src Source, b BuildInfo) *stateCollector {
 		pathRTT:         desc("mobike_path_rtt_seconds", pair...),
 		pathLoss:        desc("mobike_path_loss_ratio", pair...),
 		saUplink:        desc("mobike_sa_uplink_info", "conn", "uplink"),
+		sas:             desc("mobike_sas", "conn", "uplink"),
 		connPreferred:   desc("mobike_conn_preferred_uplink_info", "conn", "uplink"),
 		connOnPreferred: desc("mobike_conn_on_preferred_uplink", "conn"),
 	}
@@ -337,7 +338,7 @@ func newStateCollector(src Source, b BuildInfo) *stateCollector {
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		c.buildInfo, c.viciUp, c.pathUp, c.pathState, c.pathRTT, c.pathLoss,
-		c.saUplink, c.connPreferred, c.connOnPreferred,
+		c.saUplink, c.sas, c.connPreferred, c.connOnPreferred,
 	} {
 		ch <- d
 	}
@@ -391,7 +392,8 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		counts[connUplink{sa.Conn, u}]++
 	}
 	for k, n := range counts {
-		ch <- prometheus.MustNewConstMetric(c.saUplink, gauge, float64(n), k.conn, k.uplink)
+		ch <- prometheus.MustNewConstMetric(c.saUplink, gauge, 1, k.conn, k.uplink)
+		ch <- prometheus.MustNewConstMetric(c.sas, gauge, float64(n), k.conn, k.uplink)
 	}
 
 	seenConn := map[string]bool{}

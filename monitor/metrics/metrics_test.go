@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/mobiked/mobiked/mobike"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/common/expfmt"
 )
@@ -79,11 +81,11 @@ func newTest(t testing.TB, snap Snapshot) (*prometheus.Registry, *Metrics) {
 
 // observeAll records one of every event.
 func observeAll(m *Metrics) {
-	m.ObserveSteer("path-down")
-	m.ObserveSteer("better-path")
-	m.ObserveSteer("better-path")
-	m.ObserveSteer("made-up-reason")
-	m.ObserveSteerFailure("unconfirmed")
+	m.ObserveSteer(mobike.SteerPathDown)
+	m.ObserveSteer(mobike.SteerBetterPath)
+	m.ObserveSteer(mobike.SteerBetterPath)
+	m.ObserveSteerFailure(mobike.FailUnconfirmed)
+	m.ObserveAlert(mobike.AlertPolicyConflict)
 	m.ObserveFailover(80 * time.Millisecond)
 	m.ObserveFailover(1500 * time.Millisecond)
 	m.ObserveNetlinkEvent()
@@ -163,17 +165,31 @@ func TestCatalogMatchesExposition(t *testing.T) {
 	}
 }
 
+// TestClosedLabelSets: every label value comes from a closed set, and the
+// reason sets are exactly the core's cause enums (each of which the core
+// produces: TestEveryCauseOccurs in mobike/sim), so no series can sit at 0
+// for a value that never occurs.
 func TestClosedLabelSets(t *testing.T) {
 	reg, m := newTest(t, testSnapshot())
 	observeAll(m)
-	if v := testutil.ToFloat64(m.steers.WithLabelValues("other")); v != 1 {
-		t.Errorf("unknown steer reason counted %v times as other, want 1", v)
+	reasons := map[string][]string{
+		"mobike_steer_total":          SteerReasons(),
+		"mobike_steer_failures_total": FailureReasons(),
+		"mobike_alerts_total":         AlertReasons(),
+	}
+	for name, set := range reasons {
+		if len(set) == 0 || slices.Contains(set, "none") || slices.Contains(set, "other") {
+			t.Errorf("%s: reason set %v", name, set)
+		}
 	}
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, mf := range mfs {
+		if set, ok := reasons[mf.GetName()]; ok && len(mf.GetMetric()) != len(set) {
+			t.Errorf("%s: %d series, want one per reason (%d)", mf.GetName(), len(mf.GetMetric()), len(set))
+		}
 		for _, metric := range mf.GetMetric() {
 			for _, l := range metric.GetLabel() {
 				v := l.GetValue()
@@ -182,7 +198,7 @@ func TestClosedLabelSets(t *testing.T) {
 				}
 				switch l.GetName() {
 				case "reason":
-					if !slices.Contains(DefaultSteerReasons, v) && !slices.Contains(DefaultFailureReasons, v) && v != "other" {
+					if !slices.Contains(reasons[mf.GetName()], v) {
 						t.Errorf("%s: reason %q outside the closed set", mf.GetName(), v)
 					}
 				case "state":
@@ -213,7 +229,8 @@ func TestStateValues(t *testing.T) {
 		{"mobike_path_state", map[string]string{"uplink": "eth0", "peer": "0", "state": "down"}, 0},
 		{"mobike_path_rtt_seconds", map[string]string{"uplink": "wwan0", "peer": "0"}, 0.085},
 		{"mobike_path_loss_ratio", map[string]string{"uplink": "wwan0", "peer": "0"}, 0.15},
-		{"mobike_sa_uplink_info", map[string]string{"conn": "office", "uplink": "eth0"}, 2},
+		{"mobike_sa_uplink_info", map[string]string{"conn": "office", "uplink": "eth0"}, 1}, // an _info gauge is 1
+		{"mobike_sas", map[string]string{"conn": "office", "uplink": "eth0"}, 2},
 		{"mobike_sa_uplink_info", map[string]string{"conn": "roadwarrior", "uplink": "none"}, 1},
 		{"mobike_conn_on_preferred_uplink", map[string]string{"conn": "office"}, 1},
 		{"mobike_conn_on_preferred_uplink", map[string]string{"conn": "branch"}, 0},

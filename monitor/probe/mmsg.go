@@ -177,10 +177,15 @@ func (b *mmsgBatch) send(fd int) error {
 		}
 	}
 	runtime.KeepAlive(b)
+	b.reset()
+	return first
+}
+
+// reset empties the send queue.
+func (b *mmsgBatch) reset() {
 	for i := range b.n {
 		b.bufs[i] = b.bufs[i][:0]
 		b.oobs[i] = nil
 	}
 	b.n = 0
-	return first
 }

@@ -78,7 +78,8 @@ type sharedSock struct {
 	// for a poll. Lock order: qmu → lmu, rmu → lmu; lmu is never held while
 	// delivering.
 	lmu     sync.Mutex
-	fd      int
+	fd      int    // the descriptor (setup; -1 when io is not a descriptor)
+	io      sockIO // the system calls on it (a test replaces them)
 	closed  bool
 	polling bool
 
@@ -89,6 +90,26 @@ type sharedSock struct {
 	rmu     sync.Mutex // guards in and readErr (one poller at a time)
 	in      *mmsgBatch
 	readErr bool
+}
+
+// sockIO is the system side of a shared socket: batched sends and reads
+// and the close. fdIO is the real one; tests put packets in and take them
+// out without a kernel.
+type sockIO interface {
+	send(b *mmsgBatch) error
+	recv(b *mmsgBatch, flags int) (int, error)
+	close() error
+}
+
+type fdIO int
+
+func (fd fdIO) send(b *mmsgBatch) error                   { return b.send(int(fd)) }
+func (fd fdIO) recv(b *mmsgBatch, flags int) (int, error) { return b.recv(int(fd), flags) }
+func (fd fdIO) close() error                              { return unix.Close(int(fd)) }
+
+func newSharedSock(t *netTransport, key sockKey, io sockIO) *sharedSock {
+	return &sharedSock{t: t, key: key, fd: -1, io: io, clock: t.clock, log: t.log, peers: map[pairKey]endpoint{},
+		out: newMmsgBatch(0, 0, 0), in: newMmsgBatch(readBatch, 2048, 128)}
 }
 
 func newNetTransport(m mobike.ProbeMethod, c Clock, log *slog.Logger, hook func(func() error) error) *netTransport {
@@ -218,8 +239,8 @@ func (t *netTransport) listen(key sockKey) (*sharedSock, error) {
 		}
 		return nil, err
 	}
-	s := &sharedSock{t: t, key: key, fd: fd, clock: t.clock, log: t.log, peers: map[pairKey]endpoint{},
-		out: newMmsgBatch(0, 0, 0), in: newMmsgBatch(readBatch, 2048, 128)}
+	s := newSharedSock(t, key, fdIO(fd))
+	s.fd = fd
 	s.local = netip.AddrPortFrom(netip.IPv4Unspecified(), 0)
 	if key.v6 {
 		s.local = netip.AddrPortFrom(netip.IPv6Unspecified(), 0)
@@ -298,11 +319,11 @@ func (t *netTransport) release(s *sharedSock, pk pairKey) error {
 	s.lmu.Lock()
 	defer s.lmu.Unlock()
 	s.closed = true
-	if s.polling || s.fd < 0 {
+	if s.polling || s.io == nil {
 		return nil // the poll in progress closes it
 	}
-	err := unix.Close(s.fd)
-	s.fd = -1
+	err := s.io.close()
+	s.io = nil
 	if err != nil {
 		return fmt.Errorf("probe: close socket of %s: %w", s.key.dev, err)
 	}
@@ -360,7 +381,7 @@ func (s *sharedSock) flush() {
 		s.out.n = 0
 		return
 	}
-	err := s.out.send(s.fd)
+	err := s.io.send(s.out)
 	if err != nil && !s.sendErr {
 		s.log.Warn("send probes", "ifname", s.key.dev, "err", err)
 	}
@@ -393,19 +414,19 @@ func (s *sharedSock) poll() {
 		return
 	}
 	s.polling = true
-	fd := s.fd
+	io := s.io
 	s.lmu.Unlock()
 	defer func() {
 		s.lmu.Lock()
 		s.polling = false
-		if s.closed && s.fd >= 0 {
-			unix.Close(s.fd)
-			s.fd = -1
+		if s.closed && s.io != nil {
+			s.io.close()
+			s.io = nil
 		}
 		s.lmu.Unlock()
 	}()
 	for {
-		n, err := s.in.recv(fd, unix.MSG_DONTWAIT)
+		n, err := io.recv(s.in, unix.MSG_DONTWAIT)
 		if err != nil {
 			if err != unix.EAGAIN && err != unix.EINTR && !s.readErr {
 				s.log.Warn("probe socket read", "ifname", s.key.dev, "err", err)

@@ -38,8 +38,13 @@ type ReflectorOptions struct {
 
 // ReflectorStats counts what the reflector did.
 type ReflectorStats struct {
-	Received, Replied                                    uint64 // Replied counts replies handed to the socket
-	DroppedAuth, DroppedRate, DroppedShort, DroppedLoops uint64
+	Received   uint64
+	Replied    uint64 // replies the kernel accepted
+	SendErrors uint64 // replies the kernel refused
+	// Drops, in the order the checks run: a looping or impossible source, a
+	// multicast or broadcast destination, a request shorter than the base
+	// packet, a failed authentication, the per-source rate limit.
+	DroppedLoops, DroppedDest, DroppedShort, DroppedAuth, DroppedRate uint64
 }
 
 // Reflector is a stateless STAMP Session-Reflector (RFC 8762 §4.3, RFC 8972
@@ -49,11 +54,29 @@ type Reflector struct {
 	o   ReflectorOptions
 	log *slog.Logger
 
-	mu  sync.Mutex // guards lim
-	lim *sourceLimiter
+	// ifaceAddrs lists the host's interface addresses (directed broadcasts
+	// are computed from them); a test replaces it.
+	ifaceAddrs func() ([]net.Addr, error)
 
-	received, replied, dropAuth, dropRate, dropShort, dropLoop atomic.Uint64
+	mu      sync.Mutex     // guards the fields below
+	lim     *sourceLimiter // replies per source: charged only by authentic requests
+	authLog *sourceLimiter // failed-authentication warnings per source
+	bcast   bcastCache
+
+	received, replied, sendErr                        atomic.Uint64
+	dropAuth, dropRate, dropShort, dropLoop, dropDest atomic.Uint64
 }
+
+// bcastCache holds the IPv4 directed-broadcast addresses of the host's
+// interfaces, re-read at most every bcastRefresh.
+type bcastCache struct {
+	at    time.Time
+	addrs map[netip.Addr]bool
+}
+
+const bcastRefresh = 5 * time.Second
+
+var limitedBroadcast = netip.AddrFrom4([4]byte{255, 255, 255, 255})
 
 // NewReflector checks o and returns a Reflector.
 func NewReflector(o ReflectorOptions) (*Reflector, error) {
@@ -77,7 +100,10 @@ func NewReflector(o ReflectorOptions) (*Reflector, error) {
 	}
 	o.Key = bytes.Clone(o.Key)
 	return &Reflector{o: o, log: o.Logger.With("component", "stamp-reflector"),
-		lim: newSourceLimiter(o.Rate, o.Burst, o.MaxSources)}, nil
+		ifaceAddrs: net.InterfaceAddrs,
+		lim:        newSourceLimiter(o.Rate, o.Burst, o.MaxSources),
+		// one warning per source and minute, for at most 256 sources
+		authLog: newSourceLimiter(1.0/60, 1, 256)}, nil
 }
 
 func (r *Reflector) mode() STAMPMode {
@@ -90,9 +116,9 @@ func (r *Reflector) mode() STAMPMode {
 // Stats returns the counters.
 func (r *Reflector) Stats() ReflectorStats {
 	return ReflectorStats{
-		Received: r.received.Load(), Replied: r.replied.Load(),
+		Received: r.received.Load(), Replied: r.replied.Load(), SendErrors: r.sendErr.Load(),
 		DroppedAuth: r.dropAuth.Load(), DroppedRate: r.dropRate.Load(),
-		DroppedShort: r.dropShort.Load(), DroppedLoops: r.dropLoop.Load(),
+		DroppedShort: r.dropShort.Load(), DroppedLoops: r.dropLoop.Load(), DroppedDest: r.dropDest.Load(),
 	}
 }
 
@@ -154,10 +180,12 @@ func (r *Reflector) Serve(ctx context.Context, conn net.PacketConn) error {
 		if !ok {
 			continue
 		}
-		r.replied.Add(1)
 		if err := rw.write(reply, info); err != nil {
+			r.sendErr.Add(1)
 			r.log.Debug("reply", "err", err)
+			continue
 		}
+		r.replied.Add(1)
 	}
 }
 
@@ -170,19 +198,42 @@ type rxInfo struct {
 }
 
 // process applies the reflector rules to one request; ok=false = no reply.
+// The checks run cheapest first, and nothing a forger can send spends an
+// authentic sender's reply tokens: in authenticated mode the HMAC is verified
+// before the rate limiter is charged, and failed authentications are charged
+// to a bucket of their own, which only paces the warning they log.
 func (r *Reflector) process(req []byte, info rxInfo, port uint16) ([]byte, bool) {
 	now := r.o.Clock.Now()
 	src := info.src.Addr().Unmap()
 	// loops: another reflector (same port) or a source that cannot be a sender
 	if info.src.Port() == 0 || info.src.Port() == port || info.src.Port() == STAMPPort ||
-		src.IsMulticast() || src.IsUnspecified() || src == netip.AddrFrom4([4]byte{255, 255, 255, 255}) {
+		src.IsMulticast() || src.IsUnspecified() || src == limitedBroadcast {
 		r.dropLoop.Add(1)
+		return nil, false
+	}
+	// a request to a group or broadcast address would make every reflector
+	// on the link answer one packet
+	if r.groupDest(info.dst.Unmap(), now) {
+		r.dropDest.Add(1)
 		return nil, false
 	}
 	mode := r.mode()
 	if len(req) < mode.BaseLen() {
 		r.dropShort.Add(1) // never answer with more octets than the request
 		return nil, false
+	}
+	if mode == STAMPAuthenticated {
+		if _, err := DecodeSender(req, mode, r.o.Key); err != nil {
+			r.dropAuth.Add(1)
+			r.mu.Lock()
+			warn := r.authLog.allow(src, now)
+			r.mu.Unlock()
+			if warn {
+				r.log.Warn("request failed authentication (wrong key, or forged); warnings from this source paused for a minute",
+					"src", info.src, "err", err)
+			}
+			return nil, false
+		}
 	}
 	r.mu.Lock()
 	ok := r.lim.allow(src, now)
@@ -202,6 +253,56 @@ func (r *Reflector) process(req []byte, info rxInfo, port uint16) ([]byte, bool)
 		return nil, false
 	}
 	return reply, true
+}
+
+// groupDest reports whether dst is a multicast, the limited broadcast or one
+// of the host's IPv4 directed-broadcast addresses. An invalid or unspecified
+// dst (the socket did not say) is not.
+func (r *Reflector) groupDest(dst netip.Addr, now time.Time) bool {
+	switch {
+	case !dst.IsValid() || dst.IsUnspecified():
+		return false
+	case dst.IsMulticast() || dst == limitedBroadcast:
+		return true
+	case !dst.Is4():
+		return false // IPv6 has no broadcast
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.bcast.addrs == nil || now.Sub(r.bcast.at) >= bcastRefresh || now.Before(r.bcast.at) {
+		r.bcast = bcastCache{at: now, addrs: directedBroadcasts(r.ifaceAddrs)}
+	}
+	return r.bcast.addrs[dst]
+}
+
+// directedBroadcasts computes the IPv4 broadcast address of every interface
+// prefix shorter than /31 (RFC 3021: /31 and /32 have none).
+func directedBroadcasts(list func() ([]net.Addr, error)) map[netip.Addr]bool {
+	out := map[netip.Addr]bool{}
+	addrs, err := list()
+	if err != nil {
+		return out
+	}
+	for _, a := range addrs {
+		ipn, ok := a.(*net.IPNet)
+		if !ok {
+			continue
+		}
+		ip4, ones := ipn.IP.To4(), 0
+		if ip4 == nil {
+			continue
+		}
+		ones, bits := ipn.Mask.Size()
+		if bits != 32 || ones >= 31 {
+			continue
+		}
+		var b [4]byte
+		for i := range b {
+			b[i] = ip4[i] | ^ipn.Mask[i]
+		}
+		out[netip.AddrFrom4(b)] = true
+	}
+	return out
 }
 
 type pktRW interface {

@@ -1,6 +1,7 @@
 package steer
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"net/netip"
@@ -21,6 +22,8 @@ type fakeKernel struct {
 	rules  []netlink.Rule
 	routes []netlink.Route
 	ops    []string
+	// failRoute makes RouteAdd/RouteReplace of this destination fail.
+	failRoute string
 }
 
 func pfx(n *net.IPNet) string {
@@ -35,7 +38,14 @@ func ruleLine(r *netlink.Rule) string {
 	if r.Type == unix.FR_ACT_PROHIBIT || r.Table == 0 {
 		act = "prohibit"
 	}
-	return fmt.Sprintf("%d from %s to %s %s proto %d", r.Priority, pfx(r.Src), pfx(r.Dst), act, r.Protocol)
+	if r.SuppressPrefixlen >= 0 {
+		act += fmt.Sprintf(" suppress_prefixlength %d", r.SuppressPrefixlen)
+	}
+	fam := "4"
+	if r.Family == unix.AF_INET6 {
+		fam = "6"
+	}
+	return fmt.Sprintf("%d v%s from %s to %s %s proto %d", r.Priority, fam, pfx(r.Src), pfx(r.Dst), act, r.Protocol)
 }
 
 func routeLine(r *netlink.Route) string {
@@ -62,7 +72,7 @@ func (f *fakeKernel) RuleAdd(r *netlink.Rule) error {
 
 func (f *fakeKernel) RuleDel(r *netlink.Rule) error {
 	for i, x := range f.rules {
-		if x.Priority == r.Priority && pfx(x.Src) == pfx(r.Src) && pfx(x.Dst) == pfx(r.Dst) && x.Table == r.Table && x.Protocol == r.Protocol {
+		if x.Priority == r.Priority && x.Family == r.Family && pfx(x.Src) == pfx(r.Src) && pfx(x.Dst) == pfx(r.Dst) && x.Table == r.Table && x.Protocol == r.Protocol {
 			f.rules = slices.Delete(f.rules, i, i+1)
 			f.ops = append(f.ops, "del rule "+ruleLine(r))
 			return nil
@@ -86,6 +96,9 @@ func (f *fakeKernel) find(r *netlink.Route) int {
 }
 
 func (f *fakeKernel) RouteAdd(r *netlink.Route) error {
+	if pfx(r.Dst) == f.failRoute {
+		return unix.EPERM
+	}
 	if f.find(r) >= 0 {
 		return unix.EEXIST
 	}
@@ -95,6 +108,9 @@ func (f *fakeKernel) RouteAdd(r *netlink.Route) error {
 }
 
 func (f *fakeKernel) RouteReplace(r *netlink.Route) error {
+	if pfx(r.Dst) == f.failRoute {
+		return unix.EPERM
+	}
 	if i := f.find(r); i >= 0 {
 		f.routes[i] = *r
 	} else {
@@ -133,131 +149,189 @@ func newFake(t *testing.T, k *fakeKernel) *Steerer {
 	return s
 }
 
-func TestApplyOrder(t *testing.T) {
+var (
+	v6peer = netip.MustParseAddr("fd00:3::2")
+	upA    = mobike.DesiredUplink{Name: "a0", LinkIdx: 2, Local: []netip.Addr{la}, Gateways: []netip.Addr{gwa}}
+	upB    = mobike.DesiredUplink{Name: "b0", LinkIdx: 3, Local: []netip.Addr{lb}, Gateways: []netip.Addr{gwb}}
+)
+
+func state(groups ...mobike.DesiredGroup) mobike.Desired {
+	return mobike.Desired{Uplinks: []mobike.DesiredUplink{upA, upB}, Groups: groups}
+}
+
+func grp(name string, l, r netip.Addr, link int, nh netip.Addr, prohibit ...netip.Addr) mobike.DesiredGroup {
+	return mobike.DesiredGroup{Name: name, Members: []string{name}, Pair: mobike.Pair{Local: l, Remote: r}, LinkIdx: link, Nexthop: nh, Prohibit: prohibit}
+}
+
+func mustSet(t *testing.T, s *Steerer, d mobike.Desired) {
+	t.Helper()
+	if failed, err := s.Set(d); err != nil || len(failed) != 0 {
+		t.Fatalf("set: failed %v, %v", failed, err)
+	}
+}
+
+func TestSetOrder(t *testing.T) {
 	k := &fakeKernel{rules: []netlink.Rule{
 		// Foreign rules inside the band (no protocol 77) stay untouched.
 		{Priority: 1045, Dst: &net.IPNet{IP: net.IPv4(192, 0, 2, 1).To4(), Mask: net.CIDRMask(32, 32)}},
 	}}
 	s := newFake(t, k)
-	v6 := netip.MustParseAddr("fd00:3::2")
+	if ops := k.take(); len(ops) != 0 {
+		t.Fatalf("new changed the kernel: %q", ops)
+	}
+	mustSet(t, s, state())
+	if got, want := k.take(), []string{
+		"add route table 2101 0.0.0.0/0 via 10.1.0.1 dev 2",
+		"add route table 2102 0.0.0.0/0 via 10.2.0.1 dev 3",
+		"add rule 1000 v4 from all to all lookup 254 suppress_prefixlength 0 proto 77",
+		"add rule 1000 v6 from all to all lookup 254 suppress_prefixlength 0 proto 77",
+		"add rule 1001 v4 from 10.1.0.2/32 to all lookup 2101 proto 77",
+		"add rule 1001 v4 from 10.2.0.2/32 to all lookup 2102 proto 77",
+	}; strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("uplinks:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
 	steps := []struct {
 		name string
-		act  mobike.ActSteer
+		d    mobike.Desired
 		want []string
 	}{
-		{"first", mobike.ActSteer{Peer: "p", Pair: mobike.Pair{Local: la, Remote: r1}, LinkIdx: 2, Nexthop: gwa, Prohibit: []netip.Addr{r2, v6}}, []string{
+		{"first", state(grp("p", la, r1, 2, gwa, r2, v6peer)), []string{
 			"add route table 2100 10.3.0.2/32 via 10.1.0.1 dev 2 src 10.1.0.2",
-			"add rule 1040 from all to 10.4.0.2/32 prohibit proto 77",
-			"add rule 1040 from all to fd00:3::2/128 prohibit proto 77",
-			"add rule 1050 from all to 10.3.0.2/32 lookup 2100 proto 77",
+			"add rule 1040 v4 from all to 10.4.0.2/32 prohibit proto 77",
+			"add rule 1040 v6 from all to fd00:3::2/128 prohibit proto 77",
+			"add rule 1050 v4 from all to 10.3.0.2/32 lookup 2100 proto 77",
 		}},
-		{"same again", mobike.ActSteer{Peer: "p", Pair: mobike.Pair{Local: la, Remote: r1}, LinkIdx: 2, Nexthop: gwa, Prohibit: []netip.Addr{v6, r2}}, nil},
-		{"local move: one atomic replace", mobike.ActSteer{Peer: "p", Pair: mobike.Pair{Local: lb, Remote: r1}, LinkIdx: 3, Nexthop: gwb, Prohibit: []netip.Addr{r2, v6}}, []string{
+		{"same again", state(grp("p", la, r1, 2, gwa, r2, v6peer)), nil},
+		{"local move: one atomic replace", state(grp("p", lb, r1, 3, gwb, r2, v6peer)), []string{
 			"replace route table 2100 10.3.0.2/32 via 10.2.0.1 dev 3 src 10.2.0.2",
 		}},
-		{"remote move: make before break", mobike.ActSteer{Peer: "p", Pair: mobike.Pair{Local: lb, Remote: r2}, LinkIdx: 3, Nexthop: gwb, Prohibit: []netip.Addr{r1, v6}}, []string{
+		{"remote move: make before break", state(grp("p", lb, r2, 3, gwb, r1, v6peer)), []string{
 			"add route table 2100 10.4.0.2/32 via 10.2.0.1 dev 3 src 10.2.0.2",
-			"add rule 1040 from all to 10.3.0.2/32 prohibit proto 77",
-			"add rule 1050 from all to 10.4.0.2/32 lookup 2100 proto 77",
-			"del rule 1040 from all to 10.4.0.2/32 prohibit proto 77",
-			"del rule 1050 from all to 10.3.0.2/32 lookup 2100 proto 77",
+			"add rule 1040 v4 from all to 10.3.0.2/32 prohibit proto 77",
+			"add rule 1050 v4 from all to 10.4.0.2/32 lookup 2100 proto 77",
+			"del rule 1040 v4 from all to 10.4.0.2/32 prohibit proto 77",
+			"del rule 1050 v4 from all to 10.3.0.2/32 lookup 2100 proto 77",
 			"del route table 2100 10.3.0.2/32 via 10.2.0.1 dev 3 src 10.2.0.2",
 		}},
 	}
 	for _, st := range steps {
-		if err := s.Apply(st.act); err != nil {
-			t.Fatalf("%s: %v", st.name, err)
-		}
-		got := k.take()
-		if strings.Join(got, "\n") != strings.Join(st.want, "\n") {
+		mustSet(t, s, st.d)
+		if got := k.take(); strings.Join(got, "\n") != strings.Join(st.want, "\n") {
 			t.Errorf("%s:\n%s\nwant:\n%s", st.name, strings.Join(got, "\n"), strings.Join(st.want, "\n"))
 		}
 	}
-	// A restart adopts the state and changes nothing.
+	last := steps[len(steps)-1].d
+	// A restarted steerer changes nothing until told, and nothing when told
+	// the same state.
 	s2 := newFake(t, k)
-	if err := s2.Reconcile(); err != nil {
-		t.Fatal(err)
-	}
+	mustSet(t, s2, last)
 	if ops := k.take(); len(ops) != 0 {
-		t.Errorf("reconcile after restart: %q", ops)
+		t.Errorf("same state after restart: %q", ops)
 	}
-	if err := s2.Release("p"); err != nil { // s2 never applied "p": adopted state stays
-		t.Fatal(err)
+	if got, err := s2.Kernel(); err != nil || strings.Join(got, "\n") != strings.Join(s2.Dump(), "\n") {
+		t.Errorf("kernel %q (%v) != wanted %q", got, err, s2.Dump())
 	}
-	if ops := k.take(); len(ops) != 0 {
-		t.Errorf("release of an unknown group: %q", ops)
+	// Release is "not in the state any more".
+	mustSet(t, s2, state())
+	if got, want := k.take(), []string{
+		"del rule 1040 v4 from all to 10.3.0.2/32 prohibit proto 77",
+		"del rule 1040 v6 from all to fd00:3::2/128 prohibit proto 77",
+		"del rule 1050 v4 from all to 10.4.0.2/32 lookup 2100 proto 77",
+		"del route table 2100 10.4.0.2/32 via 10.2.0.1 dev 3 src 10.2.0.2",
+	}; strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("release:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
-	if err := s.Release("p"); err != nil {
+	if err := s2.Cleanup(); err != nil {
 		t.Fatal(err)
 	}
 	if len(k.routes) != 0 || len(k.rules) != 1 || k.rules[0].Priority != 1045 {
-		t.Errorf("after release: routes %v rules %v", k.routes, k.rules)
+		t.Errorf("after cleanup: routes %v rules %v", k.routes, k.rules)
 	}
 }
 
-func TestApplyInvalid(t *testing.T) {
-	s := newFake(t, &fakeKernel{})
-	for _, a := range []mobike.ActSteer{
-		{Pair: mobike.Pair{Local: la}, LinkIdx: 2},
-		{Pair: mobike.Pair{Local: la, Remote: netip.MustParseAddr("fd00::1")}, LinkIdx: 2},
-		{Pair: mobike.Pair{Local: la, Remote: r1}},
-		{Pair: mobike.Pair{Local: la, Remote: r1}, LinkIdx: 2, Nexthop: netip.MustParseAddr("fe80::1")},
-	} {
-		if err := s.Apply(a); err == nil {
-			t.Errorf("Apply(%+v): want an error", a)
+// A crash in the middle of a remote move (both peer addresses prohibited)
+// is repaired by the next steerer's first Set; the test hook stops an apply
+// after a number of kernel changes.
+func TestCrashMidRemoteMoveRepaired(t *testing.T) {
+	k := &fakeKernel{}
+	s := newFake(t, k)
+	before := state(grp("p", la, r1, 2, gwa, r2))
+	mustSet(t, s, before)
+	k.take()
+	type crash struct{}
+	o, _ := Options{FaultAfterOps: s.ops + 2, Fault: func() { panic(crash{}) }}.withDefaults()
+	s.o = o
+	func() {
+		defer func() {
+			if r := recover(); r != nil {
+				if _, ok := r.(crash); !ok {
+					panic(r)
+				}
+			}
+		}()
+		_, _ = s.Set(state(grp("p", la, r2, 2, gwa, r1)))
+		t.Fatal("the fault hook did not fire")
+	}()
+	prohibited := 0
+	for _, r := range k.rules {
+		if r.Priority == 1040 {
+			prohibited++
 		}
 	}
+	if prohibited != 2 {
+		t.Fatalf("after the crash: %d prohibit rules, want both peer addresses prohibited; ops %q", prohibited, k.ops)
+	}
+	k.take()
+	// The restarted daemon's first state (the SA did not move: it is still
+	// on r1) replaces the half-applied one.
+	s2 := newFake(t, k)
+	mustSet(t, s2, before)
+	got, _ := s2.Kernel()
+	if strings.Join(got, "\n") != strings.Join(s2.Dump(), "\n") {
+		t.Fatalf("not repaired:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(s2.Dump(), "\n"))
+	}
 }
 
-// countingKernel counts the dumps the steerer makes.
-type countingKernel struct {
-	*fakeKernel
-	dumps int
+// Errors are reported per steering group; other groups are applied.
+func TestSetPerGroupErrors(t *testing.T) {
+	k := &fakeKernel{failRoute: "10.5.0.2/32"}
+	s := newFake(t, k)
+	d := state(
+		grp("bad", la, netip.MustParseAddr("10.5.0.2"), 2, gwa),
+		grp("good", lb, r1, 3, gwb, r2),
+		grp("invalid", la, netip.MustParseAddr("fd00::1"), 2, gwa),
+		grp("nolink", la, netip.MustParseAddr("10.6.0.2"), 0, gwa),
+		grp("v6hop", la, netip.MustParseAddr("10.7.0.2"), 2, netip.MustParseAddr("fe80::1")),
+	)
+	failed, err := s.Set(d)
+	if err == nil || strings.Join(failed, ",") != "bad,invalid,nolink,v6hop" {
+		t.Fatalf("failed %v err %v", failed, err)
+	}
+	if !slices.ContainsFunc(k.routes, func(r netlink.Route) bool { return pfx(r.Dst) == "10.3.0.2/32" }) {
+		t.Error("the good group was not applied")
+	}
 }
 
-func (c *countingKernel) RuleList(f int) ([]netlink.Rule, error) {
-	c.dumps++
-	return c.fakeKernel.RuleList(f)
-}
-
-// Many steering groups towards one gateway steering onto the same pair (a
-// host with 1 000 SAs to one gateway) cost one kernel sync, not one each; a
-// group asking for something new still syncs.
-func TestApplyManyGroupsSamePair(t *testing.T) {
-	k := &countingKernel{fakeKernel: &fakeKernel{}}
-	o, err := Options{}.withDefaults()
-	if err != nil {
-		t.Fatal(err)
+// Run applies the latest submitted state, skipping superseded ones, and
+// reports each application.
+func TestRunAppliesLatest(t *testing.T) {
+	k := &fakeKernel{}
+	s := newFake(t, k)
+	s.Submit(mobike.ActRouting{Gen: 1, State: state(grp("p", la, r1, 2, gwa))})
+	s.Submit(mobike.ActRouting{Gen: 2, State: state(grp("p", lb, r1, 3, gwb))})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = s.Run(ctx); close(done) }()
+	ev := (<-s.Events()).(mobike.EvRoutingApplied)
+	if ev.Gen != 2 || ev.Err != nil || len(ev.Failed) != 0 {
+		t.Errorf("event %+v, want gen 2 applied", ev)
 	}
-	s, err := newWith(o, k)
-	if err != nil {
-		t.Fatal(err)
+	if !slices.ContainsFunc(k.routes, func(r netlink.Route) bool { return pfx(r.Dst) == "10.3.0.2/32" && r.LinkIndex == 3 }) {
+		t.Errorf("gen 2 not in the kernel: %v", k.routes)
 	}
-	act := mobike.ActSteer{Pair: mobike.Pair{Local: lb, Remote: r1}, LinkIdx: 3, Nexthop: gwb, Prohibit: []netip.Addr{r2}}
-	start := k.dumps
-	for i := 0; i < 1000; i++ {
-		act.Peer = fmt.Sprintf("s%d", i)
-		if err := s.Apply(act); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if n := k.dumps - start; n != 1 {
-		t.Fatalf("1000 identical steers made %d kernel syncs, want 1", n)
-	}
-	if ops := k.take(); len(ops) != 3 {
-		t.Fatalf("kernel changes %v, want the route and two rules once", ops)
-	}
-	// A group asking for something new syncs (and changes the kernel).
-	act.Peer = "other"
-	act.Pair = mobike.Pair{Local: la, Remote: netip.MustParseAddr("10.5.0.2")}
-	act.LinkIdx, act.Nexthop, act.Prohibit = 2, gwa, nil
-	if err := s.Apply(act); err != nil {
-		t.Fatal(err)
-	}
-	if k.dumps-start != 2 {
-		t.Fatalf("a changed steer did not sync")
-	}
-	if ops := k.take(); len(ops) == 0 {
-		t.Fatal("a changed steer changed nothing in the kernel")
+	cancel()
+	<-done
+	if _, open := <-s.Events(); open {
+		t.Error("events not closed")
 	}
 }

@@ -1,22 +1,40 @@
 // Package steer is mobiked's steering actuator: it owns one routing table, a
 // table per uplink and a band of rule priorities after charon's rule 220, and
-// installs the kernel state that makes charon (prefer_best_path = yes, kernel
-// lookup mode, process_rules = yes) move an IKE_SA to a chosen address pair.
+// makes the kernel equal to the core's desired routing state
+// (mobike.Desired), which makes charon (prefer_best_path = yes, kernel lookup
+// mode, process_rules = yes) move IKE_SAs to the chosen address pairs.
 //
 // Layout (defaults):
 //
-//	pref 1000 from LOCAL lookup UPLINK_TABLE      per local address (source rules)
+//	pref 1000 lookup main suppress_prefixlength 0 main's specific routes first (per family)
+//	pref 1001 from LOCAL lookup UPLINK_TABLE      per local address (source rules)
 //	pref 1040 to R' prohibit                      peer addresses taken away from charon
 //	pref 1050 to R lookup 2100                    peer rules
-//	table 2100: R via NEXTHOP dev UPLINK src L    host routes (one per steered peer address)
+//	table 2100: R via NEXTHOP dev UPLINK src L    host routes (one per steering group)
 //	table 2101+: default via GW dev UPLINK        per uplink
 //
-// Everything it installs carries protocol 77 (routes and rules); it only ever
-// reads, changes or deletes entries with that protocol in its tables and
-// priority band. New entries are added before old ones are removed.
+// The rule at 1000 keeps the source rules from hijacking traffic: a packet
+// sourced from an uplink address to a destination main has a more specific
+// route for (a LAN behind the host, a static route) follows main; only what
+// main would send by its default route goes through the uplink table. (So a
+// peer address reachable through a more specific route of main is routed by
+// main, not steered: that route is the operator's explicit choice.)
+//
+// Set is level-triggered: it reads what the kernel holds of ours, adds what
+// is missing or different (routes before the rules that point to them), then
+// removes what is not wanted, so calling it again with the same state changes
+// nothing, and the first Set after a start replaces whatever a previous run
+// left (including a half-applied change after a crash). Everything it installs
+// carries protocol 77 (routes and rules); it only ever reads, changes or
+// deletes entries with that protocol in its tables and priority band.
+//
+// Run applies the latest submitted state off the caller's goroutine and
+// reports each application as a mobike.EvRoutingApplied event; it re-applies
+// the last state every Resync to repair drift.
 package steer
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -25,6 +43,8 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -37,12 +57,15 @@ const (
 	DefaultTable           = 2100
 	DefaultUplinkTableBase = 2101
 	DefaultUplinkTables    = 64
-	DefaultSourcePrio      = 1000 // source rules 1000–1039
+	DefaultMainPrio        = 1000 // lookup main suppress_prefixlength 0
+	DefaultSourcePrio      = 1001 // source rules 1001–1039
 	DefaultProhibitPrio    = 1040 // prohibit rules 1040–1049
 	DefaultPeerPrio        = 1050 // peer rules 1050–1099
 	DefaultPrioMax         = 1099
 	// DefaultProtocol marks mobiked's routes and rules ('M').
 	DefaultProtocol = 77
+	// DefaultResync is how often Run re-applies the last state.
+	DefaultResync = 30 * time.Second
 )
 
 // Options configure a Steerer. Zero values mean the defaults.
@@ -54,26 +77,33 @@ type Options struct {
 	Table           int
 	UplinkTableBase int
 	UplinkTables    int
+	MainPrio        int // the "lookup main suppress_prefixlength 0" rules; default SourcePrio-1
 	SourcePrio      int
 	ProhibitPrio    int
 	PeerPrio        int
-	PrioMax         int // last priority of the band (all three kinds)
+	PrioMax         int // last priority of the band (all kinds)
 	Protocol        uint8
-}
+	// Resync is how often Run re-applies the last state (repairing what
+	// someone else changed in mobiked's tables and band). Default 30s.
+	Resync time.Duration
 
-// Uplink is a link mobiked may send through.
-type Uplink struct {
-	Name     string
-	LinkIdx  int
-	Local    []netip.Addr // its addresses: each gets a source rule
-	Gateways []netip.Addr // next hops, at most one per family; a family with a local address but no gateway gets an on-link default route
+	// FaultAfterOps, when positive, calls Fault after that many kernel
+	// changes (adds, replaces, deletes) counted from the first Set. A test
+	// hook for crashes in the middle of an apply (mobiked sets it from
+	// MOBIKED_TEST_STEER_KILL_AFTER, see cmd/mobiked); never configuration.
+	FaultAfterOps int
+	Fault         func()
 }
 
 type ruleKey struct {
 	Prio     int
+	Fam      int // unix.AF_INET or AF_INET6
 	Src, Dst netip.Prefix
 	Table    int // 0 for prohibit
 	Prohibit bool
+	// SuppressDefault: suppress_prefixlength 0 (ignore a default route found
+	// in Table).
+	SuppressDefault bool
 }
 
 type routeKey struct {
@@ -110,6 +140,9 @@ func (o Options) withDefaults() (Options, error) {
 	if o.SourcePrio == 0 {
 		o.SourcePrio = DefaultSourcePrio
 	}
+	if o.MainPrio == 0 {
+		o.MainPrio = o.SourcePrio - 1
+	}
 	if o.ProhibitPrio == 0 {
 		o.ProhibitPrio = DefaultProhibitPrio
 	}
@@ -122,14 +155,17 @@ func (o Options) withDefaults() (Options, error) {
 	if o.Protocol == 0 {
 		o.Protocol = DefaultProtocol
 	}
+	if o.Resync <= 0 {
+		o.Resync = DefaultResync
+	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	if !(o.SourcePrio <= o.ProhibitPrio && o.ProhibitPrio <= o.PeerPrio && o.PeerPrio <= o.PrioMax) {
-		return o, errors.New("steer: priorities must be source <= prohibit <= peer <= max")
+	if !(o.MainPrio < o.SourcePrio && o.SourcePrio <= o.ProhibitPrio && o.ProhibitPrio <= o.PeerPrio && o.PeerPrio <= o.PrioMax) {
+		return o, errors.New("steer: priorities must be main < source <= prohibit <= peer <= max")
 	}
-	if o.SourcePrio <= 220 {
-		return o, fmt.Errorf("steer: source priority %d must come after charon's rule 220", o.SourcePrio)
+	if o.MainPrio <= 220 {
+		return o, fmt.Errorf("steer: rule priority %d must come after charon's rule 220", o.MainPrio)
 	}
 	if o.Table >= o.UplinkTableBase && o.Table < o.UplinkTableBase+o.UplinkTables {
 		return o, errors.New("steer: table overlaps the uplink tables")
@@ -140,6 +176,13 @@ func (o Options) withDefaults() (Options, error) {
 		}
 	}
 	return o, nil
+}
+
+// Check reports whether New would accept o's layout (tables and rule
+// priorities, zero values filled in), without touching the kernel.
+func (o Options) Check() error {
+	_, err := o.withDefaults()
+	return err
 }
 
 // kernel is the part of *netlink.Handle the steerer uses (a fake in unit
@@ -156,27 +199,31 @@ type kernel interface {
 
 // Steerer installs and removes mobiked's routing state.
 type Steerer struct {
-	o   Options
-	h   kernel
-	log *slog.Logger
+	o      Options
+	h      kernel
+	log    *slog.Logger
+	events chan mobike.Event
 
-	// mu guards the fields below.
-	mu       sync.Mutex
-	uplinks  entries
-	tables   map[string]int     // uplink name -> table, sticky
-	peers    map[string]entries // steering group -> its entries
-	adopted  entries            // found in the kernel at start, not yet re-decided
-	upSet    bool
-	lastPair map[string]mobike.Pair
-	// synced is the wanted state of the last sync that succeeded in full
-	// (nil: none, or the kernel may differ); Apply skips the kernel when a
-	// group only asks for entries it already has.
-	synced *entries
+	// mu guards the fields below (Set, Cleanup and Dump may be called from
+	// any goroutine; Run serialises its own applications).
+	mu     sync.Mutex
+	tables map[string]int // uplink name -> table, sticky
+	set    bool           // a state was set since the start
+	want   entries        // the state of the last Set
+	owner  map[any]string // entry key -> steering group, for errors
+	ops    int            // kernel changes so far (FaultAfterOps)
+
+	// latest is the state submitted to Run and not applied yet.
+	smu    sync.Mutex
+	latest *mobike.ActRouting
+	wake   chan struct{}
+	// applied is the generation Run applied last (fully or not).
+	applied atomic.Uint64
 }
 
-// New creates a Steerer and adopts the entries it owns that are already in
-// the kernel (left by a previous run), so that a restart moves nothing until
-// the core decides again.
+// New creates a Steerer. It changes nothing in the kernel: what a previous
+// run left stays (the tunnels stay where they are) until the first Set
+// replaces it.
 func New(o Options) (*Steerer, error) {
 	o, err := o.withDefaults()
 	if err != nil {
@@ -196,14 +243,16 @@ func New(o Options) (*Steerer, error) {
 func newWith(o Options, h kernel) (*Steerer, error) {
 	s := &Steerer{
 		o: o, h: h, log: o.Logger.With("component", "steer"),
-		uplinks: newEntries(), tables: map[string]int{}, peers: map[string]entries{},
-		lastPair: map[string]mobike.Pair{},
+		tables: map[string]int{}, want: newEntries(), owner: map[any]string{},
+		events: make(chan mobike.Event, 16), wake: make(chan struct{}, 1),
 	}
 	cur, err := s.read()
 	if err != nil {
 		return nil, err
 	}
-	s.adopted = cur.entries()
+	if n := len(cur.rules) + len(cur.routes); n > 0 {
+		s.log.Info("found routing state of a previous run; kept until the first desired state", "entries", n)
+	}
 	return s, nil
 }
 
@@ -211,22 +260,22 @@ func (s *Steerer) ownsTable(t int) bool {
 	return t == s.o.Table || (t >= s.o.UplinkTableBase && t < s.o.UplinkTableBase+s.o.UplinkTables)
 }
 
-func (s *Steerer) ownsPrio(p int) bool { return p >= s.o.SourcePrio && p <= s.o.PrioMax }
+func (s *Steerer) ownsPrio(p int) bool { return p >= s.o.MainPrio && p <= s.o.PrioMax }
 
 func hostPrefix(a netip.Addr) netip.Prefix { return netip.PrefixFrom(a, a.BitLen()) }
 
-func defaultPrefix(a netip.Addr) netip.Prefix {
-	if a.Is4() {
+func defaultPrefix(is4 bool) netip.Prefix {
+	if is4 {
 		return netip.PrefixFrom(netip.IPv4Unspecified(), 0)
 	}
 	return netip.PrefixFrom(netip.IPv6Unspecified(), 0)
 }
 
-// SetUplinks replaces the per-uplink tables and source rules.
-func (s *Steerer) SetUplinks(ups []Uplink) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	ups = slices.Clone(ups)
+// entriesFor converts a desired state into kernel entries and the steering
+// group owning each (uplink entries have none). Groups whose entries are
+// invalid are left out and returned as failed.
+func (s *Steerer) entriesFor(d mobike.Desired) (entries, map[any]string, map[string]error, error) {
+	ups := slices.Clone(d.Uplinks)
 	sort.Slice(ups, func(i, j int) bool { return ups[i].Name < ups[j].Name })
 	// Sticky tables: keep existing assignments, free those of gone uplinks.
 	keep := map[string]bool{}
@@ -243,9 +292,15 @@ func (s *Steerer) SetUplinks(ups []Uplink) error {
 		used[t] = true
 	}
 	e := newEntries()
+	owner := map[any]string{}
+	var uerrs []error
+	for _, fam := range []int{unix.AF_INET, unix.AF_INET6} {
+		e.rules[ruleKey{Prio: s.o.MainPrio, Fam: fam, Table: unix.RT_TABLE_MAIN, SuppressDefault: true}] = struct{}{}
+	}
 	for _, u := range ups {
 		if u.LinkIdx <= 0 {
-			return fmt.Errorf("steer: uplink %q: no link index", u.Name)
+			uerrs = append(uerrs, fmt.Errorf("steer: uplink %q: no link index", u.Name))
+			continue
 		}
 		t, ok := s.tables[u.Name]
 		if !ok {
@@ -256,7 +311,8 @@ func (s *Steerer) SetUplinks(ups []Uplink) error {
 				}
 			}
 			if !ok {
-				return fmt.Errorf("steer: uplink %q: no free table", u.Name)
+				uerrs = append(uerrs, fmt.Errorf("steer: uplink %q: no free table", u.Name))
+				continue
 			}
 			s.tables[u.Name], used[t] = t, true
 		}
@@ -264,9 +320,9 @@ func (s *Steerer) SetUplinks(ups []Uplink) error {
 		for _, l := range u.Local {
 			l = l.Unmap()
 			if !l.IsValid() {
-				return fmt.Errorf("steer: uplink %q: invalid local address", u.Name)
+				continue
 			}
-			e.rules[ruleKey{Prio: s.o.SourcePrio, Src: hostPrefix(l), Table: t}] = struct{}{}
+			e.rules[ruleKey{Prio: s.o.SourcePrio, Fam: family(l), Src: hostPrefix(l), Table: t}] = struct{}{}
 			if _, ok := fams[l.Is4()]; !ok {
 				fams[l.Is4()] = netip.Addr{}
 			}
@@ -278,106 +334,76 @@ func (s *Steerer) SetUplinks(ups []Uplink) error {
 			}
 		}
 		for is4, g := range fams {
-			dst := defaultPrefix(netip.IPv6Unspecified())
-			if is4 {
-				dst = defaultPrefix(netip.IPv4Unspecified())
-			}
-			e.routes[routeKey{Table: t, Dst: dst}] = routeVal{LinkIdx: u.LinkIdx, Gw: g}
+			e.routes[routeKey{Table: t, Dst: defaultPrefix(is4)}] = routeVal{LinkIdx: u.LinkIdx, Gw: g}
 		}
 	}
-	s.uplinks, s.upSet = e, true
-	// The uplink layout is decided now: drop adopted uplink entries.
-	for k := range s.adopted.rules {
-		if k.Prio < s.o.ProhibitPrio {
-			delete(s.adopted.rules, k)
-		}
-	}
-	for k := range s.adopted.routes {
-		if k.Table != s.o.Table {
-			delete(s.adopted.routes, k)
-		}
-	}
-	return s.syncLocked()
-}
-
-// Apply puts the steering group a.Peer on a.Pair: host route and peer rule
-// for the remote address, prohibit rules for a.Prohibit (the peer's other
-// addresses). Entries of the group's previous steer that are no longer wanted
-// are removed after the new ones are in place.
-func (s *Steerer) Apply(a mobike.ActSteer) error {
-	l, r := a.Pair.Local.Unmap(), a.Pair.Remote.Unmap()
-	if !l.IsValid() || !r.IsValid() || l.Is4() != r.Is4() {
-		return fmt.Errorf("steer: apply %s: invalid pair", a.Pair)
-	}
-	if a.LinkIdx <= 0 {
-		return fmt.Errorf("steer: apply %s: no link index", a.Pair)
-	}
-	nh := a.Nexthop.Unmap()
-	if nh.IsValid() && nh.Is4() != r.Is4() {
-		return fmt.Errorf("steer: apply %s: next hop %s of another family", a.Pair, nh)
-	}
-	e := newEntries()
-	e.routes[routeKey{Table: s.o.Table, Dst: hostPrefix(r)}] = routeVal{LinkIdx: a.LinkIdx, Gw: nh, Src: l}
-	e.rules[ruleKey{Prio: s.o.PeerPrio, Dst: hostPrefix(r), Table: s.o.Table}] = struct{}{}
-	touched := map[netip.Addr]bool{r: true}
-	for _, p := range a.Prohibit {
-		p = p.Unmap()
-		if !p.IsValid() || p == r {
+	failed := map[string]error{}
+	for _, g := range d.Groups {
+		l, r, nh := g.Pair.Local.Unmap(), g.Pair.Remote.Unmap(), g.Nexthop.Unmap()
+		switch {
+		case !l.IsValid() || !r.IsValid() || l.Is4() != r.Is4():
+			failed[g.Name] = fmt.Errorf("steer: group %s: invalid pair %s", g.Name, g.Pair)
+			continue
+		case g.LinkIdx <= 0:
+			failed[g.Name] = fmt.Errorf("steer: group %s: no link index", g.Name)
+			continue
+		case nh.IsValid() && nh.Is4() != r.Is4():
+			failed[g.Name] = fmt.Errorf("steer: group %s: next hop %s of another family", g.Name, nh)
 			continue
 		}
-		e.rules[ruleKey{Prio: s.o.ProhibitPrio, Dst: hostPrefix(p), Prohibit: true}] = struct{}{}
-		touched[p] = true
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.inSyncLocked(a.Peer, e, touched) {
-		// Nothing to change in the kernel: many steering groups towards one
-		// gateway steer onto the same pair (1 000 SAs → 1 000 identical
-		// requests), and each sync costs a full dump of rules and routes.
-		s.peers[a.Peer] = e
-		s.lastPair[a.Peer] = mobike.Pair{Local: l, Remote: r}
-		s.log.Debug("steered (already in place)", "peer", a.Peer, "path", a.Pair.String())
-		return nil
-	}
-	s.peers[a.Peer] = e
-	s.lastPair[a.Peer] = mobike.Pair{Local: l, Remote: r}
-	// Adopted entries about these addresses are superseded.
-	for k := range s.adopted.rules {
-		if k.Dst.IsValid() && touched[k.Dst.Addr()] {
-			delete(s.adopted.rules, k)
+		rk := routeKey{Table: s.o.Table, Dst: hostPrefix(r)}
+		e.routes[rk] = routeVal{LinkIdx: g.LinkIdx, Gw: nh, Src: l}
+		owner[rk] = g.Name
+		pk := ruleKey{Prio: s.o.PeerPrio, Fam: family(r), Dst: hostPrefix(r), Table: s.o.Table}
+		e.rules[pk] = struct{}{}
+		owner[pk] = g.Name
+		for _, p := range g.Prohibit {
+			p = p.Unmap()
+			if !p.IsValid() || p == r {
+				continue
+			}
+			k := ruleKey{Prio: s.o.ProhibitPrio, Fam: family(p), Dst: hostPrefix(p), Prohibit: true}
+			e.rules[k] = struct{}{}
+			owner[k] = g.Name
 		}
 	}
-	for k := range s.adopted.routes {
-		if k.Table == s.o.Table && touched[k.Dst.Addr()] {
-			delete(s.adopted.routes, k)
-		}
-	}
-	if err := s.syncLocked(); err != nil {
-		return fmt.Errorf("steer: apply %s for %q: %w", a.Pair, a.Peer, err)
-	}
-	s.log.Info("steered", "peer", a.Peer, "path", a.Pair.String(), "uplink", a.Uplink, "reason", a.Reason)
-	return nil
+	return e, owner, failed, errors.Join(uerrs...)
 }
 
-// Release removes a steering group's entries (its SAs are gone).
-func (s *Steerer) Release(peer string) error {
+// Set makes the kernel equal to the desired state d and returns the steering
+// groups whose entries could not be installed (sorted) and every error. An
+// identical second call changes nothing in the kernel.
+func (s *Steerer) Set(d mobike.Desired) (failed []string, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, ok := s.peers[peer]; !ok {
-		return nil
+	e, owner, bad, uerr := s.entriesFor(d)
+	s.want, s.owner, s.set = e, owner, true
+	errs := []error{uerr}
+	for name, err := range bad {
+		errs = append(errs, err)
+		failed = append(failed, name)
 	}
-	delete(s.peers, peer)
-	delete(s.lastPair, peer)
-	return s.syncLocked()
+	keys, serr := s.syncLocked()
+	errs = append(errs, serr)
+	for _, k := range keys {
+		if g, ok := owner[k]; ok && !slices.Contains(failed, g) {
+			failed = append(failed, g)
+		}
+	}
+	slices.Sort(failed)
+	return failed, errors.Join(errs...)
 }
 
-// Reconcile re-reads the kernel and repairs it towards the wanted state:
-// missing entries are added, changed ones replaced, foreign-changed or stale
-// owned ones removed. Entries not owned are never touched.
+// Reconcile re-reads the kernel and repairs it towards the last state set
+// (nothing when none was set yet).
 func (s *Steerer) Reconcile() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.syncLocked()
+	if !s.set {
+		return nil
+	}
+	_, err := s.syncLocked()
+	return err
 }
 
 // Cleanup removes every entry it owns from the kernel (including leftovers
@@ -385,41 +411,98 @@ func (s *Steerer) Reconcile() error {
 func (s *Steerer) Cleanup() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.uplinks, s.adopted, s.upSet = newEntries(), newEntries(), false
-	s.peers, s.lastPair = map[string]entries{}, map[string]mobike.Pair{}
-	return s.syncLocked()
+	s.want, s.owner, s.set = newEntries(), map[any]string{}, true
+	clear(s.tables)
+	_, err := s.syncLocked()
+	return err
 }
 
-// Dump renders the wanted state as sorted `ip`-like lines (for tests and
-// the debug API).
+// Dump renders the state of the last Set as sorted `ip`-like lines.
 func (s *Steerer) Dump() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.wantLocked().lines()
+	return s.want.lines()
 }
 
-func (s *Steerer) wantLocked() entries {
-	w := newEntries()
-	merge := func(e entries) {
-		for k := range e.rules {
-			w.rules[k] = struct{}{}
-		}
-		for k, v := range e.routes {
-			w.routes[k] = v
-		}
+// Kernel reads what the kernel holds of mobiked's and renders it like Dump
+// (so that Kernel() equal to Dump() means the kernel is in the desired
+// state).
+func (s *Steerer) Kernel() ([]string, error) {
+	ks, err := s.read()
+	if err != nil {
+		return nil, err
 	}
-	merge(s.adopted)
-	merge(s.uplinks)
-	names := make([]string, 0, len(s.peers))
-	for n := range s.peers {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
-		merge(s.peers[n])
-	}
-	return w
+	return ks.entries().lines(), nil
 }
+
+// ---- running off the core's goroutine ----
+
+// Submit hands a routing state to Run; a state not applied yet is replaced
+// (only the latest matters). It never blocks.
+func (s *Steerer) Submit(a mobike.ActRouting) {
+	s.smu.Lock()
+	s.latest = &a
+	s.smu.Unlock()
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Events delivers one mobike.EvRoutingApplied per applied state (and per
+// resync that failed). Closed when Run returns.
+func (s *Steerer) Events() <-chan mobike.Event { return s.events }
+
+// Run applies submitted states until ctx ends, and re-applies the last one
+// every Resync.
+func (s *Steerer) Run(ctx context.Context) error {
+	defer close(s.events)
+	tick := time.NewTicker(s.o.Resync)
+	defer tick.Stop()
+	var last *mobike.ActRouting
+	for {
+		resync := false
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-s.wake:
+		case <-tick.C:
+			resync = true
+		}
+		s.smu.Lock()
+		a := s.latest
+		s.latest = nil
+		s.smu.Unlock()
+		if a == nil {
+			if !resync || last == nil {
+				continue
+			}
+			a = last
+		}
+		start := time.Now()
+		failed, err := s.Set(a.State)
+		last = a
+		s.applied.Store(a.Gen)
+		if err != nil {
+			s.log.Error("routing state not fully applied", "gen", a.Gen, "failed_groups", failed, "err", err)
+		} else if !resync {
+			s.log.Debug("routing state applied", "gen", a.Gen, "took", time.Since(start))
+		}
+		if resync && err == nil {
+			continue
+		}
+		select {
+		case s.events <- mobike.EvRoutingApplied{Gen: a.Gen, Failed: failed, Err: err}:
+		case <-ctx.Done():
+			return nil
+		}
+	}
+}
+
+// AppliedGen returns the generation of the state Run applied last.
+func (s *Steerer) AppliedGen() uint64 { return s.applied.Load() }
+
+// ---- rendering ----
 
 func (e entries) lines() []string {
 	var out []string
@@ -445,7 +528,14 @@ func (k ruleKey) String() string {
 	if k.Prohibit {
 		act = "prohibit"
 	}
-	return fmt.Sprintf("rule %d: from %s to %s %s", k.Prio, from, to, act)
+	if k.SuppressDefault {
+		act += " suppress_prefixlength 0"
+	}
+	fam := "ipv4"
+	if k.Fam == unix.AF_INET6 {
+		fam = "ipv6"
+	}
+	return fmt.Sprintf("rule %d %s: from %s to %s %s", k.Prio, fam, from, to, act)
 }
 
 func routeString(k routeKey, v routeVal) string {
@@ -459,6 +549,8 @@ func routeString(k routeKey, v routeVal) string {
 	}
 	return s
 }
+
+// ---- the kernel ----
 
 // kernelState is what the kernel holds of ours, with the raw objects needed
 // to delete them.
@@ -524,7 +616,7 @@ func (s *Steerer) read() (kernelState, error) {
 		if !s.ownsPrio(r.Priority) || r.Protocol != s.o.Protocol {
 			continue
 		}
-		k := ruleKey{Prio: r.Priority, Src: toPrefix(r.Src, r.Family), Dst: toPrefix(r.Dst, r.Family)}
+		k := ruleKey{Prio: r.Priority, Fam: r.Family, Src: toPrefix(r.Src, r.Family), Dst: toPrefix(r.Dst, r.Family)}
 		// The rule dump does not report the action type: a rule of ours
 		// without a table is a prohibit rule.
 		if r.Table == 0 {
@@ -532,7 +624,15 @@ func (s *Steerer) read() (kernelState, error) {
 		} else {
 			k.Table = r.Table
 		}
-		if r.Mark != 0 || r.IifName != "" || r.OifName != "" || r.Invert || r.Goto >= 0 {
+		odd := r.Mark != 0 || r.IifName != "" || r.OifName != "" || r.Invert || r.Goto >= 0 || r.SuppressIfgroup >= 0
+		switch r.SuppressPrefixlen {
+		case -1:
+		case 0:
+			k.SuppressDefault = true
+		default:
+			odd = true
+		}
+		if odd {
 			// Ours but not of a shape we install: give it a key no wanted
 			// entry has, so it gets removed.
 			k.Prio = -r.Priority
@@ -556,11 +656,7 @@ func (s *Steerer) read() (kernelState, error) {
 		}
 		dst := toPrefix(r.Dst, r.Family)
 		if !dst.IsValid() {
-			if r.Family == unix.AF_INET6 {
-				dst = defaultPrefix(netip.IPv6Unspecified())
-			} else {
-				dst = defaultPrefix(netip.IPv4Unspecified())
-			}
+			dst = defaultPrefix(r.Family != unix.AF_INET6)
 		}
 		k := routeKey{Table: r.Table, Dst: dst}
 		ks.routes[k] = r
@@ -584,18 +680,20 @@ func (s *Steerer) nlRule(k ruleKey) *netlink.Rule {
 	r := netlink.NewRule()
 	r.Priority = k.Prio
 	r.Protocol = s.o.Protocol
+	r.Family = k.Fam
 	if k.Src.IsValid() {
 		r.Src = ipNet(k.Src)
-		r.Family = family(k.Src.Addr())
 	}
 	if k.Dst.IsValid() {
 		r.Dst = ipNet(k.Dst)
-		r.Family = family(k.Dst.Addr())
 	}
 	if k.Prohibit {
 		r.Type = unix.FR_ACT_PROHIBIT
 	} else {
 		r.Table = k.Table
+	}
+	if k.SuppressDefault {
+		r.SuppressPrefixlen = 0
 	}
 	return r
 }
@@ -620,17 +718,27 @@ func (s *Steerer) nlRoute(k routeKey, v routeVal) *netlink.Route {
 	return r
 }
 
-// syncLocked makes the kernel match the wanted state: first every missing or
-// changed route and rule is installed (routes before the rules that point to
-// them), then unwanted rules and routes are removed. It keeps going after
-// errors and returns them joined.
-func (s *Steerer) syncLocked() error {
+// op counts one kernel change (for the FaultAfterOps test hook).
+func (s *Steerer) op() {
+	s.ops++
+	if s.o.FaultAfterOps > 0 && s.ops == s.o.FaultAfterOps && s.o.Fault != nil {
+		s.log.Warn("test hook: fault after kernel change", "ops", s.ops)
+		s.o.Fault()
+	}
+}
+
+// syncLocked makes the kernel match s.want: first every missing or changed
+// route and rule is installed (routes before the rules that point to them),
+// then unwanted rules and routes are removed. It keeps going after errors and
+// returns them joined, with the keys of the wanted entries that failed.
+func (s *Steerer) syncLocked() ([]any, error) {
 	cur, err := s.read()
 	if err != nil {
-		return err
+		return nil, err
 	}
-	want := s.wantLocked()
+	want := s.want
 	var errs []error
+	var failed []any
 	for _, k := range sortedRouteKeys(want.routes) {
 		v := want.routes[k]
 		old, ours := cur.vals[k]
@@ -644,16 +752,22 @@ func (s *Steerer) syncLocked() error {
 		if ours {
 			op, do = "replace", s.h.RouteReplace
 		}
-		if err := do(s.nlRoute(k, v)); err != nil {
+		err := do(s.nlRoute(k, v))
+		s.op()
+		if err != nil {
 			errs = append(errs, fmt.Errorf("route %s %s: %w", op, routeString(k, v), err))
+			failed = append(failed, k)
 		}
 	}
 	for _, k := range sortedRuleKeys(want.rules) {
 		if _, ok := cur.rules[k]; ok {
 			continue
 		}
-		if err := s.h.RuleAdd(s.nlRule(k)); err != nil && !errors.Is(err, unix.EEXIST) {
+		err := s.h.RuleAdd(s.nlRule(k))
+		s.op()
+		if err != nil && !errors.Is(err, unix.EEXIST) {
 			errs = append(errs, fmt.Errorf("rule add %s: %w", k, err))
+			failed = append(failed, k)
 		}
 	}
 	for _, k := range sortedRuleKeys(cur.rules) {
@@ -665,7 +779,9 @@ func (s *Steerer) syncLocked() error {
 		if k.Prio > 0 {
 			del = s.nlRule(k) // carries the action type the dump lacks
 		}
-		if err := s.h.RuleDel(del); err != nil && !errors.Is(err, unix.ENOENT) {
+		err := s.h.RuleDel(del)
+		s.op()
+		if err != nil && !errors.Is(err, unix.ENOENT) {
 			errs = append(errs, fmt.Errorf("rule del %s: %w", k, err))
 		}
 	}
@@ -674,67 +790,13 @@ func (s *Steerer) syncLocked() error {
 			continue
 		}
 		r := cur.routes[k]
-		if err := s.h.RouteDel(&r); err != nil && !errors.Is(err, unix.ESRCH) {
+		err := s.h.RouteDel(&r)
+		s.op()
+		if err != nil && !errors.Is(err, unix.ESRCH) {
 			errs = append(errs, fmt.Errorf("route del %s: %w", routeString(k, cur.vals[k]), err))
 		}
 	}
-	if len(errs) == 0 {
-		s.synced = &want
-	} else {
-		s.synced = nil
-	}
-	return errors.Join(errs...)
-}
-
-// inSyncLocked reports whether giving group peer the entries e changes
-// nothing in the kernel: the group had no entries or the same ones, every
-// entry is already in the last fully synced state, and no adopted entry
-// about a touched address would have to go.
-func (s *Steerer) inSyncLocked(peer string, e entries, touched map[netip.Addr]bool) bool {
-	if s.synced == nil {
-		return false
-	}
-	if prev, ok := s.peers[peer]; ok && !sameEntries(prev, e) {
-		return false
-	}
-	for k := range e.rules {
-		if _, ok := s.synced.rules[k]; !ok {
-			return false
-		}
-	}
-	for k, v := range e.routes {
-		if w, ok := s.synced.routes[k]; !ok || w != v {
-			return false
-		}
-	}
-	for k := range s.adopted.rules {
-		if k.Dst.IsValid() && touched[k.Dst.Addr()] {
-			return false
-		}
-	}
-	for k := range s.adopted.routes {
-		if k.Table == s.o.Table && touched[k.Dst.Addr()] {
-			return false
-		}
-	}
-	return true
-}
-
-func sameEntries(a, b entries) bool {
-	if len(a.rules) != len(b.rules) || len(a.routes) != len(b.routes) {
-		return false
-	}
-	for k := range a.rules {
-		if _, ok := b.rules[k]; !ok {
-			return false
-		}
-	}
-	for k, v := range a.routes {
-		if w, ok := b.routes[k]; !ok || w != v {
-			return false
-		}
-	}
-	return true
+	return failed, errors.Join(errs...)
 }
 
 func sortedRuleKeys[V any](m map[ruleKey]V) []ruleKey {

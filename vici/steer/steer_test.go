@@ -53,8 +53,11 @@ func newNS(t *testing.T) (string, *netlink.Handle) {
 		{"link", "set", "lo", "up"},
 		{"link", "add", "a0", "type", "veth", "peer", "name", "a1"},
 		{"link", "add", "b0", "type", "veth", "peer", "name", "b1"},
+		{"link", "add", "c0", "type", "veth", "peer", "name", "c1"},
 		{"link", "set", "a0", "up"}, {"link", "set", "a1", "up"},
 		{"link", "set", "b0", "up"}, {"link", "set", "b1", "up"},
+		{"link", "set", "c0", "up"}, {"link", "set", "c1", "up"},
+		{"addr", "add", "192.168.77.1/24", "dev", "c0"}, // a LAN behind the host
 		{"addr", "add", "10.1.0.2/24", "dev", "a0"},
 		{"addr", "add", "10.2.0.2/24", "dev", "b0"},
 		{"addr", "add", "fd00:1::2/64", "dev", "a0", "nodad"},
@@ -120,51 +123,58 @@ func TestSteerKernel(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := s.Dump(); len(got) != 0 {
-		t.Fatalf("fresh namespace: adopted %q, want nothing (foreign entries are not ours)", got)
+	if got := snapshot(t, ns); got != before {
+		t.Fatalf("New changed the kernel:\n%s", got)
 	}
-	err = s.SetUplinks([]Uplink{
+	ups := []mobike.DesiredUplink{
 		{Name: "b0", LinkIdx: ib, Local: []netip.Addr{lb}, Gateways: []netip.Addr{gwb}},
 		{Name: "a0", LinkIdx: ia, Local: []netip.Addr{la, netip.MustParseAddr("fd00:1::2")}, Gateways: []netip.Addr{gwa}},
-	})
-	if err != nil {
-		t.Fatal(err)
 	}
-	// Source rules send each address out of its uplink.
+	set := func(groups ...mobike.DesiredGroup) {
+		t.Helper()
+		if failed, err := s.Set(mobike.Desired{Uplinks: ups, Groups: groups}); err != nil || len(failed) > 0 {
+			t.Fatalf("set: %v %v", failed, err)
+		}
+	}
+	set()
+	// Source rules send each address out of its uplink...
 	if got := sh(t, "ip", "-n", ns, "route", "get", "198.51.100.7", "from", "10.2.0.2"); !strings.Contains(got, "via 10.2.0.1 dev b0") {
 		t.Errorf("source rule: route get from 10.2.0.2 = %q, want via 10.2.0.1 dev b0", got)
+	}
+	// ...but never ahead of a more specific route of main (a LAN).
+	if got := sh(t, "ip", "-n", ns, "route", "get", "192.168.77.5", "from", "10.2.0.2"); !strings.Contains(got, "dev c0") {
+		t.Errorf("LAN from an uplink address: route get = %q, want main's route dev c0", got)
 	}
 	if got := sh(t, "ip", "-n", ns, "-6", "route", "show", "table", "2101"); !strings.Contains(got, "default dev a0") {
 		t.Errorf("a0 has no IPv6 gateway: want an on-link IPv6 default in its table, got %q", got)
 	}
 
 	steps := []struct {
-		act         mobike.ActSteer
+		g           mobike.DesiredGroup
 		wantR1      string // substring of `ip route get 10.3.0.2`
 		wantR2      string
 		wantEntries int
 	}{
-		{mobike.ActSteer{Peer: "lab", Pair: mobike.Pair{Local: la, Remote: r1}, LinkIdx: ia, Nexthop: gwa, Prohibit: []netip.Addr{r2}},
+		{mobike.DesiredGroup{Name: "lab", Pair: mobike.Pair{Local: la, Remote: r1}, LinkIdx: ia, Nexthop: gwa, Prohibit: []netip.Addr{r2}},
 			"via 10.1.0.1 dev a0 table 2100 src 10.1.0.2", "error", 3},
-		{mobike.ActSteer{Peer: "lab", Pair: mobike.Pair{Local: lb, Remote: r1}, LinkIdx: ib, Nexthop: gwb, Prohibit: []netip.Addr{r2}},
+		{mobike.DesiredGroup{Name: "lab", Pair: mobike.Pair{Local: lb, Remote: r1}, LinkIdx: ib, Nexthop: gwb, Prohibit: []netip.Addr{r2}},
 			"via 10.2.0.1 dev b0 table 2100 src 10.2.0.2", "error", 3},
-		{mobike.ActSteer{Peer: "lab", Pair: mobike.Pair{Local: lb, Remote: r2}, LinkIdx: ib, Nexthop: gwb, Prohibit: []netip.Addr{r1}},
+		{mobike.DesiredGroup{Name: "lab", Pair: mobike.Pair{Local: lb, Remote: r2}, LinkIdx: ib, Nexthop: gwb, Prohibit: []netip.Addr{r1}},
 			"error", "via 10.2.0.1 dev b0 table 2100 src 10.2.0.2", 3},
-		{mobike.ActSteer{Peer: "lab", Pair: mobike.Pair{Local: la, Remote: r2}, LinkIdx: ia, Prohibit: nil},
+		{mobike.DesiredGroup{Name: "lab", Pair: mobike.Pair{Local: la, Remote: r2}, LinkIdx: ia},
 			"via 10.1.0.1 dev a0 src 10.1.0.2", "dev a0 table 2100 src 10.1.0.2", 2},
 	}
 	for i, st := range steps {
-		if err := s.Apply(st.act); err != nil {
-			t.Fatalf("step %d: %v", i, err)
-		}
+		set(st.g)
 		if got := routeGet(t, ns, "10.3.0.2"); !strings.Contains(got, st.wantR1) {
 			t.Errorf("step %d: route get 10.3.0.2 = %q, want %q", i, got, st.wantR1)
 		}
 		if got := routeGet(t, ns, "10.4.0.2"); !strings.Contains(got, st.wantR2) {
 			t.Errorf("step %d: route get 10.4.0.2 = %q, want %q", i, got, st.wantR2)
 		}
-		if n := strings.Count(sh(t, "ip", "-n", ns, "rule"), "proto 77"); n != 2+st.wantEntries-1 {
-			t.Errorf("step %d: %d rules of ours, want %d (2 IPv4 source rules + peer and prohibit rules)", i, n, 2+st.wantEntries-1)
+		// 2 IPv4 source rules, the IPv4 main rule, peer and prohibit rules.
+		if n := strings.Count(sh(t, "ip", "-n", ns, "rule"), "proto 77"); n != 3+st.wantEntries-1 {
+			t.Errorf("step %d: %d IPv4 rules of ours, want %d", i, n, 3+st.wantEntries-1)
 		}
 		if strings.Count(sh(t, "ip", "-n", ns, "route", "show", "table", "2100", "proto", "77"), "\n") != 1 {
 			t.Errorf("step %d: want exactly one host route in table 2100", i)
@@ -176,29 +186,32 @@ func TestSteerKernel(t *testing.T) {
 		"route table 2101 0.0.0.0/0 via 10.1.0.1 dev " + fmt.Sprint(ia),
 		"route table 2101 ::/0 dev " + fmt.Sprint(ia),
 		"route table 2102 0.0.0.0/0 via 10.2.0.1 dev " + fmt.Sprint(ib),
-		"rule 1000: from 10.1.0.2/32 to all lookup 2101",
-		"rule 1000: from 10.2.0.2/32 to all lookup 2102",
-		"rule 1000: from fd00:1::2/128 to all lookup 2101",
-		"rule 1050: from all to 10.4.0.2/32 lookup 2100",
+		"rule 1000 ipv4: from all to all lookup 254 suppress_prefixlength 0",
+		"rule 1000 ipv6: from all to all lookup 254 suppress_prefixlength 0",
+		"rule 1001 ipv4: from 10.1.0.2/32 to all lookup 2101",
+		"rule 1001 ipv4: from 10.2.0.2/32 to all lookup 2102",
+		"rule 1001 ipv6: from fd00:1::2/128 to all lookup 2101",
+		"rule 1050 ipv4: from all to 10.4.0.2/32 lookup 2100",
 	}
 	if got := s.Dump(); strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("dump:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
+	if got, err := s.Kernel(); err != nil || strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("kernel (%v):\n%s\nwant:\n%s", err, strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
 	steered := snapshot(t, ns)
 
-	// A restarted mobiked adopts the kernel state and changes nothing.
+	// A restarted mobiked changes nothing: not at start, not when told the
+	// same state.
 	s2, err := New(Options{Handle: h})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := s2.Dump(); strings.Join(got, "\n") != strings.Join(want, "\n") {
-		t.Errorf("adopted:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
-	}
-	if err := s2.Reconcile(); err != nil {
+	if _, err := s2.Set(mobike.Desired{Uplinks: ups, Groups: []mobike.DesiredGroup{steps[3].g}}); err != nil {
 		t.Fatal(err)
 	}
 	if got := snapshot(t, ns); got != steered {
-		t.Errorf("reconcile after restart changed the kernel:\n%s\nwant:\n%s", got, steered)
+		t.Errorf("same state after restart changed the kernel:\n%s\nwant:\n%s", got, steered)
 	}
 	// Reconcile repairs what someone else removed or added in our space.
 	sh(t, "ip", "-n", ns, "route", "del", "10.4.0.2", "table", "2100")
@@ -233,6 +246,7 @@ func TestOptionsValidate(t *testing.T) {
 		{"table 220", Options{Table: 220}},
 		{"main", Options{Table: 254}},
 		{"before 220", Options{SourcePrio: 100, ProhibitPrio: 110, PeerPrio: 120, PrioMax: 130}},
+		{"main at 220", Options{MainPrio: 220, SourcePrio: 300, ProhibitPrio: 310, PeerPrio: 320, PrioMax: 330}},
 		{"order", Options{SourcePrio: 1050, ProhibitPrio: 1040}},
 		{"overlap", Options{Table: 2105}},
 	} {
@@ -254,9 +268,9 @@ func TestForeignRouteConflict(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = s.SetUplinks([]Uplink{{Name: "a0", LinkIdx: linkIdx(t, h, "a0"), Local: []netip.Addr{la}, Gateways: []netip.Addr{gwa}}})
+	_, err = s.Set(mobike.Desired{Uplinks: []mobike.DesiredUplink{{Name: "a0", LinkIdx: linkIdx(t, h, "a0"), Local: []netip.Addr{la}, Gateways: []netip.Addr{gwa}}}})
 	if err == nil || !strings.Contains(err.Error(), "route add") {
-		t.Fatalf("SetUplinks over a foreign default route: err = %v, want a route add error", err)
+		t.Fatalf("uplink table over a foreign default route: err = %v, want a route add error", err)
 	}
 	if got := sh(t, "ip", "-n", ns, "route", "show", "table", "2101"); !strings.Contains(got, "default via 10.2.0.1 dev b0") {
 		t.Errorf("foreign route changed: %q", got)

@@ -27,6 +27,7 @@ type Server struct {
 	// mu guards the fields below.
 	mu        sync.Mutex
 	onCommand func(cmd string, req *Msg) (resp *Msg, ok bool)
+	onReg     func(event string, registered []string) []Packet
 	ln        net.Listener
 	clients   map[*client]struct{}
 	sas       []Named
@@ -94,6 +95,19 @@ func (s *Server) OnCommand(fn func(cmd string, req *Msg) (resp *Msg, ok bool)) {
 	s.onCommand = fn
 }
 
+// OnRegister sets a hook called for each valid event registration before it
+// is confirmed; the packets it returns are sent to that client first.
+// registered lists the events the client had registered before. charon does
+// this when an event is raised between adding a client to the event's list
+// and sending the confirmation (vici_dispatcher.c register_event sends the
+// confirm after releasing its lock), so a client must cope with events
+// arriving ahead of a registration's answer.
+func (s *Server) OnRegister(fn func(event string, registered []string) []Packet) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.onReg = fn
+}
+
 // Clients is the number of connected clients.
 func (s *Server) Clients() int {
 	s.mu.Lock()
@@ -121,6 +135,27 @@ func (s *Server) SetConns(conns []Named) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.conns = slices.Clone(conns)
+}
+
+// SendRaw writes b as it is to every client (e.g. a hostile header) and
+// returns how many it reached.
+func (s *Server) SendRaw(b []byte) int {
+	s.mu.Lock()
+	cs := make([]*client, 0, len(s.clients))
+	for c := range s.clients {
+		cs = append(cs, c)
+	}
+	s.mu.Unlock()
+	n := 0
+	for _, c := range cs {
+		c.wmu.Lock()
+		_, err := c.conn.Write(b)
+		c.wmu.Unlock()
+		if err == nil {
+			n++
+		}
+	}
+	return n
 }
 
 // Emit sends an event to every client registered for it and returns how many
@@ -215,8 +250,23 @@ func (s *Server) serve(c *client) {
 				continue
 			}
 			c.mu.Lock()
+			var before []string
+			for e, on := range c.events {
+				if on {
+					before = append(before, e)
+				}
+			}
 			c.events[p.Name] = p.Type == PktEventRegister
 			c.mu.Unlock()
+			s.mu.Lock()
+			hook := s.onReg
+			s.mu.Unlock()
+			if hook != nil && p.Type == PktEventRegister {
+				slices.Sort(before)
+				for _, ev := range hook(p.Name, before) {
+					_ = c.send(ev)
+				}
+			}
 			_ = c.send(Packet{Type: PktEventConfirm})
 		case PktCmdRequest:
 			s.command(c, p.Name, p.Msg)

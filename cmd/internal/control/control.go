@@ -80,13 +80,35 @@ type Candidate struct {
 
 // Explain is `mobikectl explain CONN`.
 type Explain struct {
-	Conn        string      `json:"conn"`
-	Current     string      `json:"current"`
-	Decision    string      `json:"decision"`
+	Conn     string `json:"conn"`
+	Current  string `json:"current"`
+	Decision string `json:"decision"`
+	// Group is the connection's steering group (the connections whose peer
+	// addresses overlap share one pair), GroupPair that pair, Lead the
+	// member whose policy chose it, Conflict why it breaks this
+	// connection's policy ("" = it does not).
+	Group       string      `json:"group,omitempty"`
+	Members     []string    `json:"members,omitempty"`
+	GroupPair   string      `json:"group_pair,omitempty"`
+	Lead        string      `json:"lead,omitempty"`
+	Conflict    string      `json:"conflict,omitempty"`
 	Prefer      string      `json:"prefer,omitempty"`
 	PreferUntil time.Time   `json:"prefer_until,omitzero"`
 	Peers       []string    `json:"peers"`
 	Candidates  []Candidate `json:"candidates"`
+}
+
+// Routing is the routing state: what the core wants (Desired, generation
+// Gen), what the steerer last applied (AppliedGen, Wanted) and what the
+// kernel holds of mobiked's (Kernel, same rendering as Wanted). InSync: the
+// latest state is applied and the kernel equals it.
+type Routing struct {
+	Gen        uint64   `json:"gen"`
+	AppliedGen uint64   `json:"applied_gen"`
+	Desired    []string `json:"desired"`
+	Wanted     []string `json:"wanted"`
+	Kernel     []string `json:"kernel"`
+	InSync     bool     `json:"in_sync"`
 }
 
 // PreferRequest pins a connection to an uplink (empty Uplink clears).
@@ -101,6 +123,43 @@ type Event struct {
 	At   time.Time `json:"at"`
 	Kind string    `json:"kind"`
 	Text string    `json:"text"`
+}
+
+// CheckStatus is the verdict of one doctor check.
+type CheckStatus string
+
+// Check verdicts: a fail makes `mobikectl doctor` exit non-zero; a warning
+// is shown but is not a problem mobiked cannot work with.
+const (
+	CheckOK   CheckStatus = "ok"
+	CheckWarn CheckStatus = "warn"
+	CheckFail CheckStatus = "fail"
+)
+
+// Check is one line of `mobikectl doctor`.
+type Check struct {
+	Name   string      `json:"name"`   // e.g. "vici", "charon-settings", "conn lab"
+	Status CheckStatus `json:"status"` // ok, warn, fail
+	Detail string      `json:"detail"` // what was found
+	Hint   string      `json:"hint,omitempty"`
+}
+
+// Doctor is the result of `mobikectl doctor`: checks run inside mobiked, so
+// they see what the daemon sees (its namespace, charon's socket, the kernel's
+// rules and routes, its probe results).
+type Doctor struct {
+	At     time.Time `json:"at"`
+	Checks []Check   `json:"checks"`
+}
+
+// Failed reports whether any check failed.
+func (d Doctor) Failed() bool {
+	for _, c := range d.Checks {
+		if c.Status == CheckFail {
+			return true
+		}
+	}
+	return false
 }
 
 // Error is the body of a failed request.
@@ -176,9 +235,21 @@ func (c *Client) Explain(ctx context.Context, conn string) (Explain, error) {
 	return e, c.do(ctx, "GET", "/v1/explain?conn="+url.QueryEscape(conn), nil, &e)
 }
 
+// Routing fetches the routing state.
+func (c *Client) Routing(ctx context.Context) (Routing, error) {
+	var r Routing
+	return r, c.do(ctx, "GET", "/v1/routing", nil, &r)
+}
+
 // Prefer pins (or with an empty uplink, unpins) a connection.
 func (c *Client) Prefer(ctx context.Context, r PreferRequest) error {
 	return c.do(ctx, "POST", "/v1/prefer", r, nil)
+}
+
+// Doctor runs mobiked's self-checks.
+func (c *Client) Doctor(ctx context.Context) (Doctor, error) {
+	var d Doctor
+	return d, c.do(ctx, "GET", "/v1/doctor", nil, &d)
 }
 
 // Events streams the decision trace until ctx ends; fn gets each event.

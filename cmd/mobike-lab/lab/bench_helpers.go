@@ -288,7 +288,21 @@ func (l *Lab) InitiateAll(ctx context.Context, conns []string) error {
 // into mn (http.Transport would dial on another goroutine, i.e. in the host
 // namespace) and handed to a one-shot client.
 func (l *Lab) MobikedMetrics(ctx context.Context) ([]byte, error) {
+	code, body, err := l.MobikedHTTP(ctx, "/metrics")
+	if err == nil && code != http.StatusOK {
+		err = fmt.Errorf("status %d", code)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("lab: metrics: %w", err)
+	}
+	return body, nil
+}
+
+// MobikedHTTP GETs path from the lab's mobiked metrics listener
+// (127.0.0.1:9816 in mn) and returns the status code and body.
+func (l *Lab) MobikedHTTP(ctx context.Context, path string) (int, []byte, error) {
 	var body []byte
+	code := 0
 	err := InNetNS(l.NS("mn"), func() error {
 		conn, err := (&net.Dialer{Timeout: 2 * time.Second}).DialContext(ctx, "tcp", "127.0.0.1:9816")
 		if err != nil {
@@ -296,7 +310,7 @@ func (l *Lab) MobikedMetrics(ctx context.Context) ([]byte, error) {
 		}
 		tr := &http.Transport{DisableKeepAlives: true,
 			DialContext: func(context.Context, string, string) (net.Conn, error) { return conn, nil }}
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://127.0.0.1:9816/metrics", nil)
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://127.0.0.1:9816"+path, nil)
 		if err != nil {
 			return err
 		}
@@ -305,16 +319,11 @@ func (l *Lab) MobikedMetrics(ctx context.Context) ([]byte, error) {
 			return err
 		}
 		defer resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("status %s", resp.Status)
-		}
+		code = resp.StatusCode
 		body, err = io.ReadAll(resp.Body)
 		return err
 	})
-	if err != nil {
-		return nil, fmt.Errorf("lab: metrics: %w", err)
-	}
-	return body, nil
+	return code, body, err
 }
 
 // MobikedMetric sums the samples of one metric family (all label sets) from

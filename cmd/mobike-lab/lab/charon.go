@@ -9,10 +9,16 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/mobiked/mobiked/deploy"
 )
 
 // PSK is the lab's pre-shared key (lab only).
 const PSK = "mobike-lab-psk-not-a-secret"
+
+// ConformID is the identity of the MOBIKE conformance peer (mobike-conform);
+// the gateway has a childless-capable connection "conform" for it.
+const ConformID = "conform.lab"
 
 const charonPlugins = "random kdf nonce aes sha1 sha2 hmac gcm pem pkcs1 x509 pubkey openssl curve25519 kernel-libipsec kernel-netlink socket-default vici updown"
 
@@ -77,9 +83,12 @@ func checkPlugins() error {
 		ErrNoStrongSwan, strings.Join(missing, ", "), strings.Join(pkgs, ", "))
 }
 
-func (l *Lab) strongswanConf(node string, controllerConf string) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, `# mobike-lab %s: charon in namespace %s (generated)
+// strongswanConf is node's strongswan.conf, laid out as Debian 12's: charon's
+// section with strongswan.d/charon/*.conf included inside charon.plugins, and
+// strongswan.d/*.conf included at the top level, where the docs tell users to
+// put mobiked's settings (deploy.CharonConfPath).
+func (l *Lab) strongswanConf(node string) string {
+	return fmt.Sprintf(`# mobike-lab %s: charon in namespace %s (generated; Debian 12's layout)
 charon {
   load = %s
   install_virtual_ip = yes
@@ -97,18 +106,16 @@ charon {
     vici {
       socket = unix://%s
     }
+    include strongswan.d/charon/*.conf
   }
 }
+
+include strongswan.d/*.conf
+
 swanctl {
   socket = unix://%s
 }
 `, l.Name, l.NS(node), charonPlugins, l.CharonLog(node), l.VICISocket(node), l.VICISocket(node))
-	if controllerConf != "" && node == "mn" {
-		b.WriteString("\n# settings mobiked needs (deploy/strongswan.d/mobiked.conf)\n")
-		b.WriteString(controllerConf)
-		b.WriteString("\n")
-	}
-	return b.String()
 }
 
 func (l *Lab) swanctlConf(node string, o Options) string {
@@ -141,6 +148,30 @@ connections {
       }
     }
   }
+  # the conformance peer (mobike-lab conform): childless allowed (RFC 6023)
+  conform {
+    version = 2
+    mobike = yes
+    proposals = aes128gcm16-aes256gcm16-prfsha256-x25519-ecp256, aes128-aes256-sha256-prfsha256-x25519-ecp256
+    local {
+      auth = psk
+      id = gw@lab
+    }
+    remote {
+      auth = psk
+      id = %s
+    }
+    children {
+      # proposed only when asked for; the tool never installs ESP. The remote
+      # selector is not the peer's IKE address (kernel-libipsec refuses a
+      # route that would catch IKE) nor the lab's VIP pool.
+      conform {
+        local_ts = 10.9.0.0/24
+        remote_ts = 10.51.0.0/24
+        esp_proposals = aes128gcm16
+      }
+    }
+  }
 }
 pools {
   labpool {
@@ -152,7 +183,7 @@ secrets {
     secret = "%s"
   }
 }
-`, l.Name, VIPPool, PSK)
+`, l.Name, ConformID, VIPPool, PSK)
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, `# mobike-lab %s: multihomed client (generated)
@@ -181,6 +212,34 @@ connections {
     }
   }
 `, l.Name, GWAddr1, int(dpd/time.Second))
+	for k := 2; k <= o.Conns; k++ {
+		// labK: another tunnel to the same gateway, with its own identity
+		// (so the gateway keeps both) and its own virtual IP.
+		fmt.Fprintf(&b, `  %s {
+    version = 2
+    remote_addrs = %s
+    vips = 0.0.0.0
+    mobike = yes
+    encap = yes
+    proposals = aes128gcm16-prfsha256-x25519
+    dpd_delay = %ds
+    local {
+      auth = psk
+      id = mn%d@lab
+    }
+    remote {
+      auth = psk
+      id = gw@lab
+    }
+    children {
+      %s {
+        remote_ts = 10.9.0.0/24
+        esp_proposals = aes128gcm16
+      }
+    }
+  }
+`, ConnName(k), GWAddr1, int(dpd/time.Second), k, ConnName(k))
+	}
 	for i := 1; i <= o.ExtraConns; i++ {
 		fmt.Fprintf(&b, `  s%d {
     version = 2
@@ -211,26 +270,66 @@ secrets {
 	return b.String()
 }
 
-// writeConfigs writes each charon node's strongswan.conf and swanctl.conf into
-// /etc/netns/NS/, where `ip netns exec` bind-mounts them over /etc.
+// writeConfigs writes each charon node's strongswan.conf, strongswan.d/ and
+// swanctl.conf into /etc/netns/NS/, where `ip netns exec` bind-mounts them
+// over /etc. In controller mode mn's charon gets mobiked's settings exactly
+// as the docs install them: the file at deploy.CharonConfPath (unless
+// CharonDefaults).
 func (l *Lab) writeConfigs(o Options) error {
-	ctrl := ""
-	if o.Controller {
-		ctrl = o.ControllerConf
-	}
 	for _, node := range []string{"mn", "gw"} {
 		etc := filepath.Join("/etc/netns", l.NS(node))
-		if err := os.MkdirAll(filepath.Join(etc, "swanctl"), 0o755); err != nil {
+		for _, dir := range []string{"swanctl", "strongswan.d/charon"} {
+			if err := os.MkdirAll(filepath.Join(etc, dir), 0o755); err != nil {
+				return fmt.Errorf("lab: %w", err)
+			}
+		}
+		if err := os.WriteFile(filepath.Join(etc, "strongswan.conf"), []byte(l.strongswanConf(node)), 0o644); err != nil {
 			return fmt.Errorf("lab: %w", err)
 		}
-		if err := os.WriteFile(filepath.Join(etc, "strongswan.conf"), []byte(l.strongswanConf(node, ctrl)), 0o644); err != nil {
-			return fmt.Errorf("lab: %w", err)
+		if node == "mn" && o.Controller && !o.CharonDefaults {
+			rel, ok := strings.CutPrefix(deploy.CharonConfPath, "/etc/")
+			if !ok {
+				return fmt.Errorf("lab: %s is not under /etc", deploy.CharonConfPath)
+			}
+			if err := os.WriteFile(filepath.Join(etc, rel), []byte(o.ControllerConf), 0o644); err != nil {
+				return fmt.Errorf("lab: %w", err)
+			}
 		}
 		if err := os.WriteFile(filepath.Join(etc, "swanctl", "swanctl.conf"), []byte(l.swanctlConf(node, o)), 0o600); err != nil {
 			return fmt.Errorf("lab: %w", err)
 		}
 	}
 	return nil
+}
+
+// LoadConns gives mn's charon the lab's tunnel connections lab..labN
+// (ConnName) and no others: the others' SAs are terminated, the swanctl.conf
+// rewritten in place and reloaded (swanctl --load-conns unloads what the file
+// no longer has).
+func (l *Lab) LoadConns(ctx context.Context, n int) error {
+	if n < 1 {
+		return fmt.Errorf("lab: %d connections", n)
+	}
+	for k := n + 1; k <= l.St.Conns; k++ {
+		if out, err := l.nsRun(ctx, "mn", "swanctl", "--terminate", "--ike", ConnName(k), "--timeout", "5"); err != nil {
+			return fmt.Errorf("lab: terminate %s: %w (%s)", ConnName(k), err, lastLines(string(out), 2))
+		}
+	}
+	dpd, err := time.ParseDuration(l.St.DPD)
+	if err != nil {
+		dpd = 0
+	}
+	o := Options{DPD: dpd, ExtraConns: l.St.Extra, Conns: n}
+	f := filepath.Join("/etc/netns", l.NS("mn"), "swanctl", "swanctl.conf")
+	// In place (same inode): the file is bind-mounted into mn's /etc.
+	if err := os.WriteFile(f, []byte(l.swanctlConf("mn", o)), 0o600); err != nil {
+		return fmt.Errorf("lab: %w", err)
+	}
+	if out, err := l.nsRun(ctx, "mn", "swanctl", "--load-conns"); err != nil {
+		return fmt.Errorf("lab: load-conns: %w (%s)", err, lastLines(string(out), 2))
+	}
+	l.St.Conns = n
+	return l.saveState()
 }
 
 // StartCharon starts charon in node's namespace with a private /run, waits for

@@ -20,6 +20,8 @@ uplinks:
     priority: 300
   - name: eth1
     priority: 200
+  - name: eth2 # the LAN (mobike-lab up --lan): never an uplink
+    exclude: true
 connections:
   # Every connection to the gateway (lab, and the scale benchmark's s1..sN)
   # gets the same peer addresses: prohibit rules are global in the kernel, so
@@ -52,7 +54,13 @@ func (l *Lab) MobikedConfigPath() string { return filepath.Join(l.Dir, "mobiked.
 // StartMobiked starts the mobiked binary bin in mn with the lab config (or
 // config, when not empty) and waits for its control socket.
 func (l *Lab) StartMobiked(ctx context.Context, bin, config string) (int, error) {
-	return l.startMobiked(ctx, bin, config, false)
+	return l.StartMobikedEnv(ctx, bin, config, nil)
+}
+
+// StartMobikedEnv is StartMobiked with extra environment variables (test
+// hooks such as MOBIKED_TEST_STEER_KILL_AFTER).
+func (l *Lab) StartMobikedEnv(ctx context.Context, bin, config string, env []string) (int, error) {
+	return l.startMobiked(ctx, bin, config, false, env)
 }
 
 // StartMobikedZeroConfig starts mobiked in mn with no config file at all, as
@@ -60,10 +68,10 @@ func (l *Lab) StartMobiked(ctx context.Context, bin, config string) (int, error)
 // connections, default probes); only the process flags point it at the
 // lab's sockets.
 func (l *Lab) StartMobikedZeroConfig(ctx context.Context, bin string) (int, error) {
-	return l.startMobiked(ctx, bin, "", true)
+	return l.startMobiked(ctx, bin, "", true, nil)
 }
 
-func (l *Lab) startMobiked(ctx context.Context, bin, config string, zero bool) (int, error) {
+func (l *Lab) startMobiked(ctx context.Context, bin, config string, zero bool, env []string) (int, error) {
 	if bin == "" {
 		return 0, errors.New("lab: no mobiked binary")
 	}
@@ -96,6 +104,7 @@ func (l *Lab) startMobiked(ctx context.Context, bin, config string, zero bool) (
 		"--control-socket", l.MobikedSocket(), "--metrics-listen", "127.0.0.1:9816", "--log-level", "debug")
 	cmd := exec.Command("ip", args...)
 	cmd.Stdout, cmd.Stderr = out, out
+	cmd.Env = append(os.Environ(), env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
 		return 0, fmt.Errorf("lab: start mobiked: %w", err)
@@ -123,6 +132,31 @@ func (l *Lab) startMobiked(ctx context.Context, bin, config string, zero bool) (
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
+}
+
+// MobikedPID returns the pid of the lab's mobiked (0 when none runs).
+func (l *Lab) MobikedPID() int {
+	if pid := l.St.Pids["mobiked"]; pid > 0 && alive(pid) {
+		return pid
+	}
+	return 0
+}
+
+// SignalMobiked sends a signal to the lab's mobiked (e.g. SIGHUP: reload).
+func (l *Lab) SignalMobiked(sig syscall.Signal) error {
+	pid := l.MobikedPID()
+	if pid == 0 {
+		return errors.New("lab: mobiked does not run")
+	}
+	return syscall.Kill(pid, sig)
+}
+
+// WriteMobikedConfig replaces mobiked's config file (for a reload).
+func (l *Lab) WriteMobikedConfig(config string) error {
+	if err := os.WriteFile(l.MobikedConfigPath(), []byte(config), 0o600); err != nil {
+		return fmt.Errorf("lab: %w", err)
+	}
+	return nil
 }
 
 // StopMobiked stops the lab's mobiked by its recorded pid.

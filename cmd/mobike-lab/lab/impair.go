@@ -20,6 +20,7 @@ const (
 	LinkUp                      // set it up again (and restore its routes)
 	NATOn                       // masquerade the path's traffic towards the gateway
 	NATOff
+	DropIKE // drop UDP 500 and 4500 (IKE, ESP-in-UDP) both ways; ICMP and the rest pass
 )
 
 func (k ImpairKind) String() string {
@@ -38,6 +39,8 @@ func (k ImpairKind) String() string {
 		return "nat-on"
 	case NATOff:
 		return "nat-off"
+	case DropIKE:
+		return "drop-ike"
 	}
 	return fmt.Sprintf("impair(%d)", uint8(k))
 }
@@ -90,7 +93,7 @@ func (l *Lab) Impair(ctx context.Context, path string, imp Impairment) error {
 			return fmt.Errorf("lab: loss %g%% out of range 0-100", imp.LossPct)
 		}
 		l.St.Impair[path] = imp
-	case Blackhole:
+	case Blackhole, DropIKE:
 		l.St.Impair[path] = imp
 	case Restore:
 		delete(l.St.Impair, path)
@@ -170,6 +173,12 @@ func (l *Lab) writeFirewall(ctx context.Context) error {
 		switch imp.Kind {
 		case Blackhole:
 			drops = append(drops, fmt.Sprintf("iifname %q drop", ifn), fmt.Sprintf("oifname %q drop", ifn))
+		case DropIKE:
+			for _, dir := range []string{"iifname", "oifname"} {
+				for _, port := range []string{"dport", "sport"} {
+					drops = append(drops, fmt.Sprintf("%s %q udp %s { 500, 4500 } drop", dir, ifn, port))
+				}
+			}
 		case Loss:
 			switch {
 			case imp.LossPct <= 0:

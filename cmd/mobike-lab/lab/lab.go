@@ -52,10 +52,29 @@ var (
 	RouterB    = netip.MustParseAddr("10.2.0.1")
 	PingTarget = netip.MustParseAddr("10.9.0.1")
 	VIPPool    = netip.MustParsePrefix("10.50.0.0/24")
+	// The LAN behind mn (Options.LAN): mn's eth2 and the host in "lan".
+	LANGateway = netip.MustParseAddr("10.8.0.1")
+	LANHost    = netip.MustParseAddr("10.8.0.2")
 )
 
-// Nodes of the lab.
-var Nodes = []string{"mn", "r", "gw"}
+// Nodes of the lab ("lan" only with Options.LAN).
+var Nodes = []string{"mn", "r", "gw", "lan"}
+
+// nodes are the nodes this lab has.
+func (l *Lab) nodes() []string {
+	if l.St.LAN {
+		return Nodes
+	}
+	return Nodes[:3]
+}
+
+// ConnName is the name of mn's k-th connection to the gateway (1: "lab").
+func ConnName(k int) string {
+	if k <= 1 {
+		return "lab"
+	}
+	return "lab" + strconv.Itoa(k)
+}
 
 // Options configure Up.
 type Options struct {
@@ -64,6 +83,9 @@ type Options struct {
 	DPD        time.Duration // mn's dpd_delay (0 = 30s)
 	Controller bool          // charon gets deploy/strongswan.d/mobiked.conf and mobiked runs in mn
 	NoSA       bool          // do not initiate the SA at the end of Up
+	// CharonDefaults leaves mobiked's settings out of mn's charon in
+	// Controller mode (mobiked still runs): what `mobikectl doctor` must catch.
+	CharonDefaults bool
 	// ControllerConf is the strongswan.conf snippet for Controller mode
 	// (normally deploy.MobikedConf). Required when Controller is set.
 	ControllerConf string
@@ -73,7 +95,15 @@ type Options struct {
 	// ExtraConns adds that many childless IKE connections s1..sN to mn (the
 	// gateway accepts any identity), for the scale benchmark.
 	ExtraConns int
-	Log        io.Writer // progress output, may be nil
+	// Conns is the number of connections with a tunnel from mn to the
+	// gateway: "lab", then "lab2".."labN", each with its own identity and
+	// virtual IP (so `ping --conn labK` reaches PingTarget through it). 0 = 1.
+	Conns int
+	// LAN adds a fourth namespace "lan" behind mn: mn's eth2 LANGateway/24,
+	// the host LANHost with its default route via mn (a LAN behind a
+	// gateway; main's connected route must win over mobiked's uplink tables).
+	LAN bool
+	Log io.Writer // progress output, may be nil
 }
 
 // Lab is a running (or recorded) lab.
@@ -93,6 +123,8 @@ type State struct {
 	Delays     map[string]DelayLine   `json:"delays,omitempty"`
 	Pids       map[string]int         `json:"pids,omitempty"`
 	Extra      int                    `json:"extra_conns,omitempty"`
+	Conns      int                    `json:"conns,omitempty"`
+	LAN        bool                   `json:"lan,omitempty"`
 	Meta       map[string]interface{} `json:"meta,omitempty"`
 }
 
@@ -221,7 +253,7 @@ func (l *Lab) Exec(ctx context.Context, node string, argv ...string) ([]byte, er
 		return nil, errors.New("lab: exec: no command")
 	}
 	if !slices.Contains(Nodes, node) {
-		return nil, fmt.Errorf("lab: unknown node %q (want mn, r or gw)", node)
+		return nil, fmt.Errorf("lab: unknown node %q (want mn, r, gw or lan)", node)
 	}
 	return l.nsRun(ctx, node, argv...)
 }
@@ -274,7 +306,11 @@ func Up(ctx context.Context, o Options) (l *Lab, err error) {
 	if dpd == 0 {
 		dpd = 30 * time.Second
 	}
-	l.St = State{NATB: o.NATB, DPD: dpd.String(), Controller: o.Controller, Impair: map[string]Impairment{}, Pids: map[string]int{}, Extra: o.ExtraConns}
+	if o.Conns < 1 {
+		o.Conns = 1
+	}
+	l.St = State{NATB: o.NATB, DPD: dpd.String(), Controller: o.Controller, Impair: map[string]Impairment{}, Pids: map[string]int{},
+		Extra: o.ExtraConns, Conns: o.Conns, LAN: o.LAN}
 	defer func() {
 		if err != nil {
 			_ = Down(context.Background(), o.Name)
@@ -312,23 +348,29 @@ func Up(ctx context.Context, o Options) (l *Lab, err error) {
 		}
 	}
 	if !o.NoSA {
-		l.logf("lab %s: initiating SA", l.Name)
-		if err := l.Initiate(ctx); err != nil {
-			return nil, err
+		for k := 1; k <= o.Conns; k++ {
+			l.logf("lab %s: initiating SA %s", l.Name, ConnName(k))
+			if err := l.InitiateConn(ctx, ConnName(k)); err != nil {
+				return nil, err
+			}
 		}
 	}
 	return l, nil
 }
 
 // Initiate establishes mn's connection "lab" and waits until it is up.
-func (l *Lab) Initiate(ctx context.Context) error {
+func (l *Lab) Initiate(ctx context.Context) error { return l.InitiateConn(ctx, "lab") }
+
+// InitiateConn establishes one of mn's tunnel connections (ConnName) and
+// waits until it is up.
+func (l *Lab) InitiateConn(ctx context.Context, conn string) error {
 	var last error
 	for try := 0; try < 3; try++ {
-		out, err := l.nsRun(ctx, "mn", "swanctl", "--initiate", "--ike", "lab", "--child", "lab", "--timeout", "10")
+		out, err := l.nsRun(ctx, "mn", "swanctl", "--initiate", "--ike", conn, "--child", conn, "--timeout", "10")
 		if err == nil {
 			return nil
 		}
-		last = fmt.Errorf("lab: initiate: %w (%s)", err, lastLines(string(out), 3))
+		last = fmt.Errorf("lab: initiate %s: %w (%s)", conn, err, lastLines(string(out), 3))
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
@@ -354,10 +396,11 @@ var links = []link{
 	{"mn", "eth1", "r", "eth1"},
 	{"r", "eth2", "gw", "eth0"},
 	{"r", "eth3", "gw", "eth1"},
+	{"mn", "eth2", "lan", "eth0"}, // only with Options.LAN
 }
 
 func (l *Lab) buildTopology(ctx context.Context) error {
-	for _, n := range Nodes {
+	for _, n := range l.nodes() {
 		if _, err := run(ctx, "ip", "netns", "add", l.NS(n)); err != nil {
 			return err
 		}
@@ -367,7 +410,7 @@ func (l *Lab) buildTopology(ctx context.Context) error {
 	}
 	cmds := map[string][]string{}
 	add := func(node, c string) { cmds[node] = append(cmds[node], c) }
-	for _, n := range Nodes {
+	for _, n := range l.nodes() {
 		// No DAD: addresses must be usable at once in the lab. Set before
 		// the links exist, so that they inherit it (link-local addresses
 		// included: a tentative link-local address delays neighbour
@@ -378,6 +421,9 @@ func (l *Lab) buildTopology(ctx context.Context) error {
 		}
 	}
 	for _, lk := range links {
+		if !slices.Contains(l.nodes(), lk.b) {
+			continue
+		}
 		if _, err := run(ctx, "ip", "-n", l.NS(lk.a), "link", "add", lk.aIf, "type", "veth", "peer", "name", lk.bIf, "netns", l.NS(lk.b)); err != nil {
 			return err
 		}
@@ -399,6 +445,16 @@ func (l *Lab) buildTopology(ctx context.Context) error {
 	add("mn", "route add default via 10.2.0.1 dev eth1 metric 200")
 	add("mn", "-6 route add default via fd00:1::1 dev eth0 metric 100")
 	add("mn", "-6 route add default via fd00:2::1 dev eth1 metric 200")
+	if l.St.LAN {
+		// The LAN: a connected route in mn's main table, more specific than
+		// the default; nothing of mobiked's may take traffic away from it.
+		add("mn", "addr add "+LANGateway.String()+"/24 dev eth2")
+		add("mn", "link set eth2 up")
+		add("lan", "link set lo up")
+		add("lan", "addr add "+LANHost.String()+"/24 dev eth0")
+		add("lan", "link set eth0 up")
+		add("lan", "route add default via "+LANGateway.String())
+	}
 	// r
 	add("r", "link set lo up")
 	for i := 0; i < 4; i++ {
@@ -427,7 +483,7 @@ func (l *Lab) buildTopology(ctx context.Context) error {
 	add("gw", "-6 rule add from fd00:4::2 lookup 102 pref 1002")
 	// ip -batch takes no per-line options: IPv6 lines go to a second batch
 	// run with -6.
-	for _, n := range Nodes {
+	for _, n := range l.nodes() {
 		var v4, v6 []string
 		for _, c := range cmds[n] {
 			if rest, ok := strings.CutPrefix(c, "-6 "); ok {

@@ -74,9 +74,9 @@ func (l *Lab) Status(ctx context.Context) (*Status, error) {
 	if pid := l.St.Pids["mobiked"]; pid > 0 && alive(pid) {
 		st.MobikedPID = pid
 	}
-	for _, n := range Nodes {
+	for _, n := range l.nodes() {
 		ns := NodeStatus{Namespace: l.NS(n), Exists: nss[l.NS(n)]}
-		if n != "r" {
+		if n == "mn" || n == "gw" {
 			ns.CharonPID = l.CharonPID(n)
 			ns.VICI = l.VICISocket(n)
 		}
@@ -147,22 +147,28 @@ func (l *Lab) ListSAs(ctx context.Context, node string) ([]SAInfo, error) {
 }
 
 // SA returns mn's SA of connection "lab", or an error if there is none.
-func (l *Lab) SA(ctx context.Context) (SAInfo, error) {
+func (l *Lab) SA(ctx context.Context) (SAInfo, error) { return l.SAOf(ctx, "lab") }
+
+// SAOf returns mn's SA of a connection, or an error if there is none.
+func (l *Lab) SAOf(ctx context.Context, conn string) (SAInfo, error) {
 	sas, err := l.ListSAs(ctx, "mn")
 	if err != nil {
 		return SAInfo{}, err
 	}
 	for _, sa := range sas {
-		if sa.Conn == "lab" {
+		if sa.Conn == conn {
 			return sa, nil
 		}
 	}
-	return SAInfo{}, fmt.Errorf("lab: no SA for connection lab in %s", l.NS("mn"))
+	return SAInfo{}, fmt.Errorf("lab: no SA for connection %s in %s", conn, l.NS("mn"))
 }
 
 // VIP returns mn's virtual IP of the lab SA.
-func (l *Lab) VIP(ctx context.Context) (netip.Addr, error) {
-	sa, err := l.SA(ctx)
+func (l *Lab) VIP(ctx context.Context) (netip.Addr, error) { return l.VIPOf(ctx, "lab") }
+
+// VIPOf returns mn's virtual IP of a connection's SA.
+func (l *Lab) VIPOf(ctx context.Context, conn string) (netip.Addr, error) {
+	sa, err := l.SAOf(ctx, conn)
 	if err != nil {
 		return netip.Addr{}, err
 	}
@@ -171,7 +177,17 @@ func (l *Lab) VIP(ctx context.Context) (netip.Addr, error) {
 			return a, nil
 		}
 	}
-	return netip.Addr{}, fmt.Errorf("lab: SA has no virtual IP yet")
+	return netip.Addr{}, fmt.Errorf("lab: SA %s has no virtual IP yet", conn)
+}
+
+// PingConn pings PingTarget through a connection's tunnel (from its
+// virtual IP).
+func (l *Lab) PingConn(ctx context.Context, conn string, count int, interval time.Duration) (PingResult, error) {
+	vip, err := l.VIPOf(ctx, conn)
+	if err != nil {
+		return PingResult{}, err
+	}
+	return l.PingFrom(ctx, vip, count, interval)
 }
 
 // WaitSA polls until mn's lab SA satisfies ok or the timeout passes.

@@ -1,0 +1,151 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mobiked/mobiked/mobike"
+	"github.com/mobiked/mobiked/mobike/runloop"
+	"github.com/mobiked/mobiked/policy"
+)
+
+func runDaemonCLI(args ...string) (int, string, string) {
+	var out, errb bytes.Buffer
+	code := run(args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+// TestFlagConventions: -h and --version exit 0, bad values exit 2.
+func TestFlagConventions(t *testing.T) {
+	badWeb := filepath.Join(t.TempDir(), "web.yml")
+	if err := os.WriteFile(badWeb, []byte("tls_server_config:\n  cert_file: /nonexistent.crt\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		args     []string
+		code     int
+		out, err string
+	}{
+		{[]string{"-h"}, exitOK, "", "-web.config.file"},
+		{[]string{"--help"}, exitOK, "", "usage: mobiked"},
+		{[]string{"--version"}, exitOK, "mobiked ", ""},
+		{[]string{"--log-format", "yaml"}, exitConfig, "", "bad --log-format"},
+		{[]string{"--metrics-listen", "9816"}, exitConfig, "", "bad --metrics-listen"},
+		{[]string{"--metrics-listen", ":0"}, exitConfig, "", "bad --metrics-listen"},
+		{[]string{"--web.config.file", badWeb}, exitConfig, "", "--web.config.file"},
+		{[]string{"--bogus"}, exitConfig, "", "flag provided but not defined"},
+	}
+	for _, tc := range tests {
+		code, out, errs := runDaemonCLI(tc.args...)
+		if code != tc.code || !strings.Contains(out, tc.out) || !strings.Contains(errs, tc.err) {
+			t.Errorf("mobiked %v: exit %d, want %d\nstdout: %s\nstderr: %s", tc.args, code, tc.code, out, errs)
+		}
+	}
+}
+
+func TestParseListen(t *testing.T) {
+	for in, want := range map[string]string{":9816": "[::]:9816", "127.0.0.1:9816": "127.0.0.1:9816", "[::1]:9816": "[::1]:9816"} {
+		ap, err := parseListen(in)
+		if err != nil || ap.String() != want {
+			t.Errorf("parseListen(%q) = %v, %v; want %s", in, ap, err, want)
+		}
+	}
+	if got := listenAddress(netip.MustParseAddrPort("[::]:9816")); got != ":9816" {
+		t.Errorf("listenAddress([::]:9816) = %q, want :9816 (both families)", got)
+	}
+	for _, bad := range []string{"9816", ":", ":x", "1.2.3.4:0", ":70000"} {
+		if _, err := parseListen(bad); err == nil {
+			t.Errorf("parseListen(%q): no error", bad)
+		}
+	}
+}
+
+// TestDefaultConfig: without --config, DefaultConfig is read when it exists
+// (a broken one stops the start, exit 2) and zero-config is used when it does
+// not; an explicit --config that does not exist is an error.
+func TestDefaultConfig(t *testing.T) {
+	old := DefaultConfig
+	t.Cleanup(func() { DefaultConfig = old })
+	DefaultConfig = filepath.Join(t.TempDir(), "mobiked.yaml")
+	if code, _, errs := runDaemonCLI("--check-config"); code != exitConfig || !strings.Contains(errs, "needs --config") {
+		t.Fatalf("absent default: exit %d %s, want zero-config (check-config needs a file)", code, errs)
+	}
+	if err := os.WriteFile(DefaultConfig, []byte("hooks:\n  timeout: 5x\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, errs := runDaemonCLI("--check-config"); code != exitConfig || !strings.Contains(errs, "mobiked.yaml:2: hooks.timeout") {
+		t.Fatalf("present default: exit %d %s, want it read and rejected", code, errs)
+	}
+	if err := os.WriteFile(DefaultConfig, []byte("# zero-config\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, _ := runDaemonCLI("--check-config"); code != exitOK || !strings.Contains(out, DefaultConfig+": ok") {
+		t.Fatalf("present good default: exit %d %s", code, out)
+	}
+	if code, _, errs := runDaemonCLI("--check-config", "--config", DefaultConfig+".missing"); code != exitConfig || !strings.Contains(errs, "no such file") {
+		t.Fatalf("explicit missing file: exit %d %s, want an error", code, errs)
+	}
+}
+
+// TestSdNotify: READY=1 goes to $NOTIFY_SOCKET, and the watchdog pings at
+// half of $WATCHDOG_USEC while the decision loop answers, and stops when it
+// does not.
+func TestSdNotify(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "notify")
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	t.Setenv("NOTIFY_SOCKET", sock)
+	t.Setenv("WATCHDOG_USEC", "100000")
+	t.Setenv("WATCHDOG_PID", "")
+	recv := func(timeout time.Duration) string {
+		_ = conn.SetReadDeadline(time.Now().Add(timeout))
+		buf := make([]byte, 256)
+		n, err := conn.Read(buf)
+		if err != nil {
+			return ""
+		}
+		return string(buf[:n])
+	}
+	cfg := policy.Default()
+	d := &daemon{cfg: cfg, log: slog.New(slog.DiscardHandler)}
+	d.core = mobike.New(mobike.Config{Policy: cfg.Settings()})
+	d.loop = runloop.New(d.core, d, nil, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	loopCtx, stopLoop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- d.loop.Run(loopCtx) }()
+
+	d.notifyReady()
+	if got := recv(2 * time.Second); got != "READY=1" {
+		t.Fatalf("notify socket got %q, want READY=1", got)
+	}
+	go d.watchdog(ctx)
+	for i := 0; i < 3; i++ {
+		if got := recv(2 * time.Second); got != "WATCHDOG=1" {
+			t.Fatalf("ping %d: got %q, want WATCHDOG=1", i, got)
+		}
+	}
+	stopLoop()
+	<-done
+	// A ping already in flight may still arrive; after it, silence.
+	for range 2 {
+		if got := recv(300 * time.Millisecond); got != "" && got != "WATCHDOG=1" {
+			t.Fatalf("unexpected %q", got)
+		}
+	}
+	if got := recv(1500 * time.Millisecond); got != "" {
+		t.Fatalf("watchdog still pinging with the decision loop stopped: %q", got)
+	}
+}

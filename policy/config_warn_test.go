@@ -1,0 +1,36 @@
+package policy
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestWarningsPolicyConflict(t *testing.T) {
+	path := filepath.Join("testdata", "warnings", "conflict.yaml")
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := Load(path, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, w := range c.Warnings() {
+		got = append(got, w.String())
+	}
+	want := []string{
+		path + ":5: connections[0].nat: policy conflict: (connections not listed) shares peer address 10.4.0.2 with lab2 (one steering group, one pair, chosen for lab2, listed first), but lab2 has nat forbid and (connections not listed) nat allow",
+		path + ":11: connections[2].uplinks: policy conflict: lab2 shares peer address 10.4.0.2 with lab (one steering group, one pair, chosen for lab, listed first), but their uplinks [eth0] and [eth1] have none in common",
+		path + ":12: connections[2].nat: policy conflict: lab2 shares peer address 10.4.0.2 with lab (one steering group, one pair, chosen for lab, listed first), but lab has nat allow and lab2 nat forbid",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("warnings:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	// The lab's own config has none.
+	if ws := Default().Warnings(); len(ws) != 0 {
+		t.Errorf("default config: %v", ws)
+	}
+}
