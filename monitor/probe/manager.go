@@ -268,15 +268,17 @@ func (m *Manager) Confirm(pair mobike.Pair) error {
 	now := m.clock.Now()
 	if !p.confirming() {
 		m.startBurstLocked(p, now, max(m.prof.Burst, 1))
+		// Only the burst's first probe goes now: timeouts are judged by the
+		// scheduler, after it has read the sockets.
+		m.sendBurstLocked(p, now)
+		m.requeueLocked(p)
 	}
-	evs := m.serviceLocked(p, now, nil)
 	flush := m.stampLocked()
 	m.armLocked(now)
 	m.mu.Unlock()
 	if flush {
 		m.flush()
 	}
-	m.emit(evs)
 	return nil
 }
 
@@ -483,11 +485,7 @@ func (m *Manager) serviceLocked(p *prober, now time.Time, evs []mobike.Event) []
 		}
 		m.scheduleTickLocked(p, next, time.Duration(m.prof.Jitter*float64(iv)), now.Add(1))
 	}
-	for p.burstLeft > 0 && !p.nextBurst.After(now) {
-		p.burstLeft--
-		m.sendLocked(p, now, true)
-		p.nextBurst = p.nextBurst.Add(p.burstGap)
-	}
+	m.sendBurstLocked(p, now)
 	// this round read the sockets: move each due poll to the next one
 	for i := range p.out {
 		o := &p.out[i]
@@ -593,6 +591,15 @@ func (m *Manager) dropTickLocked(p *prober) {
 		}
 	}
 	p.nextTick = time.Time{}
+}
+
+// sendBurstLocked sends the confirmation probes due at now.
+func (m *Manager) sendBurstLocked(p *prober, now time.Time) {
+	for p.burstLeft > 0 && !p.nextBurst.After(now) {
+		p.burstLeft--
+		m.sendLocked(p, now, true)
+		p.nextBurst = p.nextBurst.Add(p.burstGap)
+	}
 }
 
 // startBurstLocked schedules n confirmation probes from at.
