@@ -8,8 +8,12 @@ export PATH := $(PATH):/usr/local/go/bin
 # Every package the lab and the daemon need. apt installs with
 # --no-install-recommends, so a package that is only recommended by another
 # (libstrongswan-standard-plugins: openssl, gcm) must be listed here;
-# cmd/mobike-lab/lab TestPluginPackages fails otherwise.
-DEB_PKGS := strongswan-charon strongswan-swanctl libstrongswan-standard-plugins libcharon-extra-plugins libstrongswan-extra-plugins nftables iproute2 iputils-ping
+# cmd/mobike-lab/lab TestPluginPackages fails otherwise. procps: the lab's
+# sysctl (a minimal Debian has none).
+DEB_PKGS := strongswan-charon strongswan-swanctl libstrongswan-standard-plugins libcharon-extra-plugins libstrongswan-extra-plugins nftables iproute2 iputils-ping procps
+# What `make test` needs besides: -race needs cgo, i.e. a C compiler.
+# .ci/fresh-check (make fresh-check) proves both lists on a fresh Debian 12.
+DEB_TEST_PKGS := gcc libc6-dev
 BIN      := bin
 FUZZTIME ?= 60s
 
@@ -37,7 +41,7 @@ DESTDIR  ?=
 PREFIX   ?= /usr
 UNITDIR  ?= /lib/systemd/system
 
-ROOT_TARGETS := deps test demo bench fuzz
+ROOT_TARGETS := deps test demo bench fuzz fresh-check
 
 .PHONY: all build deps test demo bench fuzz vet clean deb install $(ROOT_TARGETS)
 
@@ -88,19 +92,19 @@ $(ROOT_TARGETS):
 	fi
 else
 
-# deps installs what is missing (apt-get update first), finishes a half-done
-# install (dpkg --configure -a), reinstalls packages whose files were removed
-# (dpkg --verify), and is a no-op otherwise.
+# deps installs what is missing of DEB_PKGS and DEB_TEST_PKGS (apt-get update
+# first), finishes a half-done install (dpkg --configure -a), reinstalls
+# packages whose files were removed (dpkg --verify), and is a no-op otherwise.
 deps:
 	@command -v $(GO) >/dev/null || { echo "Go is not installed (need Go 1.26)"; exit 1; }
 	@if dpkg --audit 2>/dev/null | grep -q .; then \
 		echo "deps: finishing an interrupted install (dpkg --configure -a)"; \
 		DEBIAN_FRONTEND=noninteractive dpkg --configure -a; \
 	fi
-	@missing=""; for p in $(DEB_PKGS); do \
+	@missing=""; for p in $(DEB_PKGS) $(DEB_TEST_PKGS); do \
 		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
 	done; \
-	broken=""; for p in $(DEB_PKGS); do \
+	broken=""; for p in $(DEB_PKGS) $(DEB_TEST_PKGS); do \
 		case " $$missing " in *" $$p "*) continue;; esac; \
 		dpkg --verify $$p 2>/dev/null | grep -q '^missing' && broken="$$broken $$p"; \
 	done; \
@@ -127,6 +131,12 @@ demo: deps build
 
 bench: deps build
 	$(BIN)/mobike-lab bench
+
+# fresh-check runs `make demo` and `make test` on a fresh Debian 12 root
+# (debootstrap; slow, needs the Debian mirror and the Go module proxy; not
+# part of test or CI). FRESH_* variables: see .ci/fresh-check.
+fresh-check:
+	.ci/fresh-check
 
 # fuzz runs every Fuzz target for FUZZTIME each.
 fuzz:
