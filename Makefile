@@ -11,9 +11,10 @@ export PATH := $(PATH):/usr/local/go/bin
 # cmd/mobike-lab/lab TestPluginPackages fails otherwise. procps: the lab's
 # sysctl (a minimal Debian has none).
 DEB_PKGS := strongswan-charon strongswan-swanctl libstrongswan-standard-plugins libcharon-extra-plugins libstrongswan-extra-plugins nftables iproute2 iputils-ping procps
-# What `make test` needs besides: -race needs cgo, i.e. a C compiler.
-# .ci/fresh-check (make fresh-check) proves both lists on a fresh Debian 12.
-DEB_TEST_PKGS := gcc libc6-dev
+# What building and testing need besides: ca-certificates (go fetches the
+# modules over HTTPS), gcc and libc6-dev (-race needs cgo). .ci/fresh-check
+# (make fresh-check) proves both lists on a fresh Debian 12.
+DEB_DEV_PKGS := ca-certificates gcc libc6-dev
 BIN      := bin
 FUZZTIME ?= 60s
 
@@ -92,7 +93,7 @@ $(ROOT_TARGETS):
 	fi
 else
 
-# deps installs what is missing of DEB_PKGS and DEB_TEST_PKGS (apt-get update
+# deps installs what is missing of DEB_PKGS and DEB_DEV_PKGS (apt-get update
 # first), finishes a half-done install (dpkg --configure -a), reinstalls
 # packages whose files were removed (dpkg --verify), and is a no-op otherwise.
 deps:
@@ -101,10 +102,10 @@ deps:
 		echo "deps: finishing an interrupted install (dpkg --configure -a)"; \
 		DEBIAN_FRONTEND=noninteractive dpkg --configure -a; \
 	fi
-	@missing=""; for p in $(DEB_PKGS) $(DEB_TEST_PKGS); do \
+	@missing=""; for p in $(DEB_PKGS) $(DEB_DEV_PKGS); do \
 		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
 	done; \
-	broken=""; for p in $(DEB_PKGS) $(DEB_TEST_PKGS); do \
+	broken=""; for p in $(DEB_PKGS) $(DEB_DEV_PKGS); do \
 		case " $$missing " in *" $$p "*) continue;; esac; \
 		dpkg --verify $$p 2>/dev/null | grep -q '^missing' && broken="$$broken $$p"; \
 	done; \

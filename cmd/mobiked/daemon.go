@@ -65,7 +65,7 @@ func steerOptions(cfg *policy.Config, log *slog.Logger) steer.Options {
 	}
 	s := cfg.Steering
 	return steer.Options{
-		Logger:          log.With("component", "steer"),
+		Logger:          log, // the packages add their component themselves
 		Table:           int(s.Table),
 		UplinkTableBase: policy.UplinkTableFirst,
 		UplinkTables:    policy.UplinkTables,
@@ -132,7 +132,7 @@ func newDaemon(f flags, cfg *policy.Config, log *slog.Logger) (*daemon, error) {
 	for i := range so.UplinkTables {
 		ignore = append(ignore, so.UplinkTableBase+i)
 	}
-	d.mon, err = monitor.New(monitor.Options{Logger: log.With("component", "monitor"), IgnoreTables: ignore})
+	d.mon, err = monitor.New(monitor.Options{Logger: log, IgnoreTables: ignore})
 	if err != nil {
 		return nil, fmt.Errorf("monitor: %w", err)
 	}
@@ -141,21 +141,21 @@ func newDaemon(f flags, cfg *policy.Config, log *slog.Logger) (*daemon, error) {
 		return nil, err
 	}
 	if cfg.Reflector.Listen.IsValid() {
-		d.reflector, err = listenReflector(cfg.Reflector.Listen, key, log.With("component", "stamp-reflector"))
+		d.reflector, err = listenReflector(cfg.Reflector.Listen, key, log)
 		if err != nil {
 			return nil, err
 		}
 	}
 	d.stampKey = key
 	d.probes = probe.NewManager(probe.Options{
-		Logger:   log.With("component", "probe"),
+		Logger:   log,
 		STAMPKey: key,
 		Profiles: probeProfiles(cfg),
 		Transports: map[mobike.ProbeMethod]probe.Transport{
 			mobike.ProbeIKE: probe.NewFuncTransport(ikeProbe, nil, ike.DefaultTimeout),
 		},
 	})
-	d.charon = vici.New(vici.Options{Socket: f.viciSocket, Logger: log.With("component", "vici")})
+	d.charon = vici.New(vici.Options{Socket: f.viciSocket, Logger: log})
 	d.core = mobike.New(mobike.Config{Policy: cfg.Settings()})
 	d.metrics = newDaemonMetrics()
 	d.loop = runloop.New(d.core, d, nil, d.observe)
@@ -315,7 +315,7 @@ func (d *daemon) replaceReflector(ctx context.Context, r policy.Reflector, key [
 			old.stop() // the new one may want the same port
 		}
 		var err error
-		next, err = listenReflector(r.Listen, key, d.log.With("component", "stamp-reflector"))
+		next, err = listenReflector(r.Listen, key, d.log)
 		if err != nil {
 			d.reflector = nil
 			return err

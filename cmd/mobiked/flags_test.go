@@ -3,6 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -49,6 +52,96 @@ func TestFlagConventions(t *testing.T) {
 			t.Errorf("mobiked %v: exit %d, want %d\nstdout: %s\nstderr: %s", tc.args, code, tc.code, out, errs)
 		}
 	}
+}
+
+// TestLogFormat: --log-format json writes one JSON object a line with time,
+// level, msg and the attributes (a message or value with a newline stays on
+// its line), below --log-level nothing; text is logfmt.
+func TestLogFormat(t *testing.T) {
+	var buf bytes.Buffer
+	log, err := newLogger(&buf, slog.LevelInfo, "json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	log.Debug("hidden")
+	log.Info("steer confirmed", "conn", "lab", "uplink", "eth1")
+	log.With("component", "vici").Warn("two\nlines", "err", errors.New("a\nb"))
+	lines := strings.Split(strings.TrimSuffix(buf.String(), "\n"), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("%d lines, want 2 (one a record):\n%s", len(lines), buf.String())
+	}
+	want := []map[string]string{
+		{"level": "INFO", "msg": "steer confirmed", "conn": "lab", "uplink": "eth1"},
+		{"level": "WARN", "msg": "two\nlines", "component": "vici", "err": "a\nb"},
+	}
+	for i, line := range lines {
+		o, err := logObject(line)
+		if err != nil {
+			t.Fatalf("line %d: %v", i+1, err)
+		}
+		ts, _ := o["time"].(string)
+		if _, err := time.Parse(time.RFC3339Nano, ts); err != nil {
+			t.Errorf("line %d: time %q: %v", i+1, o["time"], err)
+		}
+		for k, v := range want[i] {
+			if o[k] != v {
+				t.Errorf("line %d: %s = %v, want %q", i+1, k, o[k], v)
+			}
+		}
+		if len(o) != len(want[i])+1 {
+			t.Errorf("line %d: keys %v, want time and %v", i+1, o, want[i])
+		}
+	}
+
+	for _, bad := range []string{`{"msg":"x","component":"vici","component":"vici"}`, `{"msg":"x"}{"msg":"y"}`, `msg=x`, `["x"]`} {
+		if _, err := logObject(bad); err == nil {
+			t.Errorf("logObject(%s) accepted it", bad)
+		}
+	}
+
+	buf.Reset()
+	for _, format := range []string{"text", "logfmt"} {
+		log, err := newLogger(&buf, slog.LevelInfo, format)
+		if err != nil {
+			t.Fatal(err)
+		}
+		log.Info("steer confirmed", "conn", "lab")
+	}
+	for _, line := range strings.Split(strings.TrimSuffix(buf.String(), "\n"), "\n") {
+		if !strings.HasPrefix(line, "time=") || !strings.HasSuffix(line, ` level=INFO msg="steer confirmed" conn=lab`) {
+			t.Errorf("text line %q, want logfmt", line)
+		}
+	}
+}
+
+// logObject decodes one line of a JSON log: exactly one object, each key
+// once (slog's JSON handler writes a key as often as it is given).
+func logObject(line string) (map[string]any, error) {
+	var o map[string]any
+	if err := json.Unmarshal([]byte(line), &o); err != nil {
+		return nil, fmt.Errorf("not one JSON object (%w): %s", err, line)
+	}
+	dec := json.NewDecoder(strings.NewReader(line))
+	if _, err := dec.Token(); err != nil { // {
+		return nil, err
+	}
+	seen := map[string]bool{}
+	for dec.More() {
+		k, err := dec.Token()
+		if err != nil {
+			return nil, err
+		}
+		key, _ := k.(string)
+		if seen[key] {
+			return nil, fmt.Errorf("key %q twice: %s", key, line)
+		}
+		seen[key] = true
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return nil, err
+		}
+	}
+	return o, nil
 }
 
 func TestParseListen(t *testing.T) {

@@ -112,7 +112,9 @@ func lines(body []byte, prefixes ...string) string {
 // TestLabMetrics scrapes a real mobiked next to a real charon: the metrics of
 // issue 7 are there with sane values, pass promlint, and a blackhole failover
 // shows up as a failover observation, a steer and the SA's new uplink. The
-// daemon also runs its STAMP reflector, which answers inside mn.
+// daemon also runs its STAMP reflector, which answers inside mn. Then,
+// restarted with --web.config.file and --log-format json, its listener
+// enforces TLS and basic auth and its log is JSON lines (WebConfigAndJSONLog).
 func TestLabMetrics(t *testing.T) {
 	lab.RequireRoot(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
@@ -234,6 +236,9 @@ func TestLabMetrics(t *testing.T) {
 	if v, ok := after.value("mobike_vici_up", nil); !ok || v != 1 {
 		t.Errorf("mobike_vici_up = %v after failover, want 1", v)
 	}
+
+	// The same lab, mobiked restarted with --web.config.file and --log-format json.
+	t.Run("WebConfigAndJSONLog", func(t *testing.T) { testWebConfigAndJSONLog(t, ctx, r) })
 }
 
 func (f families) f(name string) *dto.Metric {

@@ -69,8 +69,12 @@ type reflectorServer struct {
 }
 
 // listenReflector binds the STAMP reflector's socket, so that a bad address
-// or a port in use fails the start; serve answers on it.
+// or a port in use fails the start; serve answers on it. log is the daemon's
+// logger (the reflector adds its component itself).
 func listenReflector(addr netip.AddrPort, key []byte, log *slog.Logger) (*reflectorServer, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	r, err := probe.NewReflector(probe.ReflectorOptions{Logger: log, Key: key})
 	if err != nil {
 		return nil, err
@@ -79,7 +83,7 @@ func listenReflector(addr netip.AddrPort, key []byte, log *slog.Logger) (*reflec
 	if err != nil {
 		return nil, fmt.Errorf("stamp reflector: listen %s: %w", addr, err)
 	}
-	return &reflectorServer{r: r, conn: c, log: log}, nil
+	return &reflectorServer{r: r, conn: c, log: log.With("component", "stamp-reflector")}, nil
 }
 
 // start answers in the background until ctx is done or stop is called.

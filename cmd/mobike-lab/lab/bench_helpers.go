@@ -3,6 +3,7 @@ package lab
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -301,29 +302,43 @@ func (l *Lab) MobikedMetrics(ctx context.Context) ([]byte, error) {
 // MobikedHTTP GETs path from the lab's mobiked metrics listener
 // (127.0.0.1:9816 in mn) and returns the status code and body.
 func (l *Lab) MobikedHTTP(ctx context.Context, path string) (int, []byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://127.0.0.1:9816"+path, nil)
+	if err != nil {
+		return 0, nil, err
+	}
+	resp, body, err := l.MobikedDo(ctx, req, nil)
+	if err != nil {
+		return 0, nil, err
+	}
+	return resp.StatusCode, body, nil
+}
+
+// MobikedDo sends req to the lab's mobiked metrics listener (127.0.0.1:9816
+// in mn, whatever req's host), over TLS with tlsConf when req's scheme is
+// https, and returns the response with its body read. The TCP socket is
+// dialled on the thread that InNetNS switched into mn (http.Transport would
+// dial on another goroutine, i.e. in the host namespace) and handed to a
+// one-shot client.
+func (l *Lab) MobikedDo(ctx context.Context, req *http.Request, tlsConf *tls.Config) (*http.Response, []byte, error) {
+	var resp *http.Response
 	var body []byte
-	code := 0
 	err := InNetNS(l.NS("mn"), func() error {
 		conn, err := (&net.Dialer{Timeout: 2 * time.Second}).DialContext(ctx, "tcp", "127.0.0.1:9816")
 		if err != nil {
 			return err
 		}
-		tr := &http.Transport{DisableKeepAlives: true,
+		tr := &http.Transport{DisableKeepAlives: true, TLSClientConfig: tlsConf,
 			DialContext: func(context.Context, string, string) (net.Conn, error) { return conn, nil }}
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://127.0.0.1:9816"+path, nil)
+		resp, err = (&http.Client{Transport: tr, Timeout: 5 * time.Second}).Do(req)
 		if err != nil {
-			return err
-		}
-		resp, err := (&http.Client{Transport: tr, Timeout: 5 * time.Second}).Do(req)
-		if err != nil {
+			conn.Close()
 			return err
 		}
 		defer resp.Body.Close()
-		code = resp.StatusCode
 		body, err = io.ReadAll(resp.Body)
 		return err
 	})
-	return code, body, err
+	return resp, body, err
 }
 
 // MobikedMetric sums the samples of one metric family (all label sets) from

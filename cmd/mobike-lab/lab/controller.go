@@ -60,7 +60,13 @@ func (l *Lab) StartMobiked(ctx context.Context, bin, config string) (int, error)
 // StartMobikedEnv is StartMobiked with extra environment variables (test
 // hooks such as MOBIKED_TEST_STEER_KILL_AFTER).
 func (l *Lab) StartMobikedEnv(ctx context.Context, bin, config string, env []string) (int, error) {
-	return l.startMobiked(ctx, bin, config, false, env)
+	return l.startMobiked(ctx, bin, config, false, env, nil)
+}
+
+// StartMobikedArgs is StartMobiked with extra flags after the lab's own
+// (e.g. --web.config.file, --log-format json).
+func (l *Lab) StartMobikedArgs(ctx context.Context, bin, config string, args []string) (int, error) {
+	return l.startMobiked(ctx, bin, config, false, nil, args)
 }
 
 // StartMobikedZeroConfig starts mobiked in mn with no config file at all, as
@@ -68,10 +74,10 @@ func (l *Lab) StartMobikedEnv(ctx context.Context, bin, config string, env []str
 // connections, default probes); only the process flags point it at the
 // lab's sockets.
 func (l *Lab) StartMobikedZeroConfig(ctx context.Context, bin string) (int, error) {
-	return l.startMobiked(ctx, bin, "", true, nil)
+	return l.startMobiked(ctx, bin, "", true, nil, nil)
 }
 
-func (l *Lab) startMobiked(ctx context.Context, bin, config string, zero bool, env []string) (int, error) {
+func (l *Lab) startMobiked(ctx context.Context, bin, config string, zero bool, env, extra []string) (int, error) {
 	if bin == "" {
 		return 0, errors.New("lab: no mobiked binary")
 	}
@@ -102,6 +108,7 @@ func (l *Lab) startMobiked(ctx context.Context, bin, config string, zero bool, e
 	args := append([]string{"netns", "exec", l.NS("mn"), bin}, cfgArgs...)
 	args = append(args, "--vici-socket", l.VICISocket("mn"),
 		"--control-socket", l.MobikedSocket(), "--metrics-listen", "127.0.0.1:9816", "--log-level", "debug")
+	args = append(args, extra...)
 	cmd := exec.Command("ip", args...)
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.Env = append(os.Environ(), env...)
