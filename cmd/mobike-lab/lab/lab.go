@@ -131,6 +131,11 @@ type State struct {
 // ErrNoStrongSwan means strongSwan (or another tool the lab needs) is missing.
 var ErrNoStrongSwan = errors.New("strongSwan is not installed (run `make deps`)")
 
+// Tools are the programs the lab runs besides charon and swanctl; CheckTools
+// wants each on PATH (deps_test: each comes from a package `make deps`
+// installs).
+var Tools = []string{"ip", "nft", "ping", "sysctl", "unshare"}
+
 // CheckTools reports which required programs are missing.
 func CheckTools() error {
 	var missing []string
@@ -145,7 +150,7 @@ func CheckTools() error {
 	if err := checkPlugins(); err != nil {
 		return err
 	}
-	for _, p := range []string{"ip", "nft", "ping", "unshare"} {
+	for _, p := range Tools {
 		if _, err := exec.LookPath(p); err != nil {
 			missing = append(missing, p)
 		}
