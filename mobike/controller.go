@@ -912,11 +912,15 @@ func (c *Controller) onProbe(ev EvProbeResult) {
 	// the ranking uses half the RTT of a connection's current pair
 	p.rttClass, p.rttHalfClass = policy.RTTClass(p.rtt()), policy.RTTClass(p.rtt()/2)
 	p.slaMask = c.slaMask(p)
-	if changed || p.stats.NAT != oldNAT || p.rttClass != oldClass || p.rttHalfClass != oldHalf || p.slaMask != oldMask {
-		// Only the group that has the peer address ranks this pair.
-		if g := c.groupOf[k.Remote]; g != nil {
-			c.markGroup(g)
-		}
+	g := c.groupOf[k.Remote]
+	if g == nil {
+		return
+	}
+	// Only the group that has the peer address ranks this pair; a group
+	// waiting for a confirmation looks at every reply of its pairs.
+	if changed || p.stats.NAT != oldNAT || p.rttClass != oldClass || p.rttHalfClass != oldHalf || p.slaMask != oldMask ||
+		(g.confirm != nil && ev.OK) {
+		c.markGroup(g)
 	}
 }
 

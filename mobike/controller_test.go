@@ -82,6 +82,8 @@ func kinds(acts []Action) string {
 			s = append(s, "routing "+strings.Join(gs, ","))
 		case ActAlert:
 			s = append(s, fmt.Sprintf("alert %s", a.Reason))
+		case ActProbeConfirm:
+			s = append(s, fmt.Sprintf("confirm %s", a.Pair))
 		}
 	}
 	return strings.Join(s, "; ")
@@ -144,7 +146,16 @@ func TestSteerOnDownAndConfirm(t *testing.T) {
 	if acts := c.Step(at(1), lost(pEth, at(1), 2)); len(acts) != 0 {
 		t.Fatalf("2 losses: %s", kinds(acts))
 	}
+	// Down on the probes' evidence: the candidate, last heard 2 s ago, is
+	// confirmed first (a burst); its reply 5 ms later is the move.
 	acts := c.Step(at(2), lost(pEth, at(2), 3))
+	if got, want := kinds(acts), "confirm 10.2.0.2->10.3.0.2"; got != want {
+		t.Fatalf("got %s, want %s", got, want)
+	}
+	if got, want := c.NextDeadline(), at(2).Add(minAnswerWait); !got.Equal(want) {
+		t.Errorf("deadline %s, want the answer wait %s", got, want)
+	}
+	acts = c.Step(at(2.005), good(pWlan, at(2.005)))
 	if got, want := kinds(acts), "start 10.2.0.2->10.3.0.2 active; routing office@10.2.0.2->10.3.0.2"; got != want {
 		t.Fatalf("got %s, want %s", got, want)
 	}
@@ -155,18 +166,19 @@ func TestSteerOnDownAndConfirm(t *testing.T) {
 	if u := acts[1].(ActRouting).State.Uplinks; len(u) != 2 || u[0].Name != "eth0" || u[1].Name != "wlan0" {
 		t.Errorf("uplinks %+v", u)
 	}
-	if got, want := c.NextDeadline(), at(2).Add(policy.DefaultSteerTimeout); !got.Equal(want) {
+	if got, want := c.NextDeadline(), at(2.005).Add(policy.DefaultSteerTimeout); !got.Equal(want) {
 		t.Errorf("deadline %s, want %s", got, want)
 	}
 	tr := c.TakeTrace()
-	if !traceHas(tr, "operational -> down (consecutive-loss)") || !traceHas(tr, "steer-requested office") {
+	if !traceHas(tr, "operational -> down (consecutive-loss)") || !traceHas(tr, "confirm-requested office off 10.1.0.2->10.3.0.2 (forced): 10.2.0.2->10.3.0.2") ||
+		!traceHas(tr, "steer-requested office") {
 		t.Errorf("trace %v", tr)
 	}
 	acts = c.Step(at(2.1), EvIKEUpdate{Conn: "office", UniqueID: 1, NewLocal: netip.AddrPortFrom(pWlan.Local, 4500), NewRemote: netip.AddrPortFrom(pWlan.Remote, 4500)})
 	if got, want := kinds(acts), "start 10.1.0.2->10.3.0.2 standby"; got != want {
 		t.Errorf("got %s, want %s", got, want)
 	}
-	if !traceHas(c.TakeTrace(), "steer-confirmed office 10.2.0.2->10.3.0.2 after 100ms") {
+	if !traceHas(c.TakeTrace(), "steer-confirmed office 10.2.0.2->10.3.0.2 after 95ms") {
 		t.Error("not confirmed")
 	}
 	if !c.NextDeadline().IsZero() {
@@ -177,6 +189,7 @@ func TestSteerOnDownAndConfirm(t *testing.T) {
 func TestSteerTimeoutBacksOff(t *testing.T) {
 	c := setup(t, policy.Settings{SteerBackoff: 10 * time.Second, SteerBackoffMax: 15 * time.Second}, true)
 	c.Step(at(2), lost(pEth, at(2), 3))
+	c.Step(at(2), good(pWlan, at(2))) // the confirmation's reply
 	now := c.NextDeadline()
 	var backoffs []time.Duration
 	for i := 0; i < 4; i++ {
@@ -193,7 +206,8 @@ func TestSteerTimeoutBacksOff(t *testing.T) {
 		if acts := c.Step(next.Add(-time.Millisecond), EvTimer{}); len(acts) != 0 {
 			t.Fatalf("acted before backoff end: %s", kinds(acts))
 		}
-		acts = c.Step(next, EvTimer{})
+		// A fresh reply (the standby prober's) needs no burst.
+		acts = c.Step(next, good(pWlan, next))
 		if !strings.Contains(kinds(acts), "routing office@10.2.0.2") {
 			t.Fatalf("no retry after backoff: %s", kinds(acts))
 		}
@@ -218,7 +232,8 @@ func TestProhibitOtherPeersAndLearn(t *testing.T) {
 	p6 := mkPair("10.1.0.2", "10.6.0.2")
 	c.Step(at(1.1), good(p6, at(1.1)))
 	c.Step(at(1.1), good(pWlan, at(1.1)))
-	acts := c.Step(at(2), lost(p6, at(2), 3))
+	c.Step(at(2), lost(p6, at(2), 3))
+	acts := c.Step(at(2.01), good(pWlan, at(2.01)))
 	st, _ := routed(acts, "office")
 	if st.Pair != pWlan {
 		t.Fatalf("steer %+v (%s)", st, kinds(acts))
@@ -241,7 +256,8 @@ func TestResponderMonitorOnly(t *testing.T) {
 
 func TestSteerApplyErrorAndCharonDown(t *testing.T) {
 	c := setup(t, policy.Settings{}, true)
-	acts := c.Step(at(2), lost(pEth, at(2), 3))
+	c.Step(at(2), lost(pEth, at(2), 3))
+	acts := c.Step(at(2), good(pWlan, at(2)))
 	gen := acts[len(acts)-1].(ActRouting).Gen
 	acts = c.Step(at(2), EvRoutingApplied{Gen: gen, Failed: []string{"office"}, Err: errors.New("eperm")})
 	// The failed steer is dropped: the routing state goes back to the pair

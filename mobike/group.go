@@ -37,6 +37,7 @@ type group struct {
 	pair Pair
 
 	pending      *pendingSteer
+	confirm      *confirmation // bursts the next move waits for (confirm.go)
 	failures     int
 	backoffUntil time.Time
 	moves        []time.Time // steer times within the move window

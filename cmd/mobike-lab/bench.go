@@ -164,7 +164,8 @@ type benchConfig struct {
 	config     string // mobiked YAML; "" = lab.LabMobikedConfig
 	profile    string // "lab", "defaults" (no config file) or the config file's name
 	lead       time.Duration
-	logDir     string // keep mobiked's and charon's logs here
+	logDir     string        // keep mobiked's and charon's logs here
+	dpd        time.Duration // mn's dpd_delay
 	out        io.Writer
 }
 
@@ -182,8 +183,12 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	cfgFile := fs.String("mobiked-config", "", "mobiked configuration YAML (default: the lab's)")
 	profile := fs.String("profile", "lab", "mobiked's configuration: lab (the lab's tuned config) or defaults (no config file at all)")
 	logDir := fs.String("logs", "", "keep each run's mobiked and charon logs in DIR")
+	dpd := fs.Duration("dpd", 5*time.Second, "mn's charon dpd_delay for every connection (lab SA and scale SAs)")
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	if *dpd < time.Second {
+		return usageError{errors.New("--dpd must be at least 1s")}
 	}
 	if *runs < 1 {
 		return usageError{errors.New("--runs must be at least 1")}
@@ -204,7 +209,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return usageError{fmt.Errorf("unknown scenario %q (want %s)", n, strings.Join(allScenarios, ", "))}
 		}
 	}
-	cfg := benchConfig{name: *name, runs: *runs, sas: *sas, lead: 3 * time.Second, out: stdout, profile: "lab", logDir: *logDir}
+	cfg := benchConfig{name: *name, runs: *runs, sas: *sas, lead: 3 * time.Second, out: stdout, profile: "lab", logDir: *logDir, dpd: *dpd}
 	for _, m := range strings.Split(*modes, ",") {
 		switch Mode(m) {
 		case ModeCharon, ModeMobiked:
@@ -391,7 +396,7 @@ func (r *benchRun) onA(local string) bool {
 
 // runScenario brings a fresh lab up in mode, runs sc once and measures it.
 func runScenario(ctx context.Context, cfg benchConfig, sc scenario, m Mode, run int) (RunMetrics, error) {
-	o := lab.Options{Name: cfg.name, DPD: 5 * time.Second, NATB: sc.natB}
+	o := lab.Options{Name: cfg.name, DPD: cfg.dpd, NATB: sc.natB}
 	if sc.name == "scale" {
 		o.ExtraConns = cfg.sas
 	}
@@ -526,12 +531,18 @@ func runScenario(ctx context.Context, cfg benchConfig, sc scenario, m Mode, run 
 	if sc.name == "scale" {
 		s := &Scale{SAs: r.sas + 1, SetupS: setup.Seconds(), Moved: r.movedCount(), MobikedPID: mpid}
 		var last time.Time
+		var times []float64
 		seen := map[string]bool{}
 		for _, e := range evs {
 			if e.Name == "ike-update" && !r.onA(e.Local) && !e.At.Before(r.ref) && !seen[e.UniqueID] {
 				seen[e.UniqueID] = true
 				last = e.At
+				times = append(times, e.At.Sub(r.ref).Seconds())
 			}
+		}
+		s.MovedP50S, s.MovedP90S, s.Within1500ms = moveQuantiles(times, 1.5)
+		if b, err := os.ReadFile(l.CharonLog("mn")); err == nil {
+			s.CharonDPDs, s.CharonRetransmits, s.CharonPathProbings = charonLogCounts(b, r.ref)
 		}
 		if s.Moved >= r.sas+1 {
 			d := last.Sub(r.ref).Seconds()
@@ -551,6 +562,27 @@ func runScenario(ctx context.Context, cfg benchConfig, sc scenario, m Mode, run 
 		rm.Load = strings.Join(strings.Fields(string(b))[:3], " ")
 	}
 	return rm, nil
+}
+
+// charonLogCounts counts, in a charon log (time_format %T with
+// milliseconds), the lines at or after ref's time of day that start a DPD,
+// retransmit a request on its timer, or probe paths on a retransmit.
+func charonLogCounts(log []byte, ref time.Time) (dpds, retransmits, probings int) {
+	from := ref.Format("15:04:05.000")
+	for _, line := range strings.Split(string(log), "\n") {
+		if len(line) < len(from) || line[:len(from)] < from {
+			continue
+		}
+		switch {
+		case strings.Contains(line, "sending DPD request"):
+			dpds++
+		case strings.Contains(line, "] retransmit "):
+			retransmits++
+		case strings.Contains(line, "path probing attempt"):
+			probings++
+		}
+	}
+	return dpds, retransmits, probings
 }
 
 // scaleWindow is how many scale SAs may be half-open at once: the gateway's
@@ -664,12 +696,12 @@ func activeBps(before, after []control.PathRow, d time.Duration) float64 {
 	return float64(bytes) / d.Seconds()
 }
 
-// keepLogs copies the run's mobiked and mn charon logs into dir (best effort).
+// keepLogs copies the run's mobiked log and both charons' logs into dir (best effort).
 func keepLogs(l *lab.Lab, dir, prefix string) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return
 	}
-	for _, f := range []struct{ src, suffix string }{{l.MobikedLog(), "mobiked.log"}, {l.CharonLog("mn"), "charon-mn.log"}} {
+	for _, f := range []struct{ src, suffix string }{{l.MobikedLog(), "mobiked.log"}, {l.CharonLog("mn"), "charon-mn.log"}, {l.CharonLog("gw"), "charon-gw.log"}} {
 		if b, err := os.ReadFile(f.src); err == nil {
 			_ = os.WriteFile(filepath.Join(dir, prefix+"-"+f.suffix), b, 0o644)
 		}
