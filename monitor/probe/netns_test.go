@@ -7,7 +7,9 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"regexp"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -154,6 +156,27 @@ func (tp topo) impair(t testing.TB, rule string) {
 	t.Helper()
 	tp.in(t, "r", "nft", "add rule inet hp impair "+rule)
 }
+
+// impairCounters returns the packet counts of the impairment chain's
+// counter rules, in rule order.
+func (tp topo) impairCounters(t testing.TB) []uint64 {
+	t.Helper()
+	out, err := exec.Command("ip", "netns", "exec", tp.ns("r"), "nft", "list", "chain", "inet", "hp", "impair").CombinedOutput()
+	if err != nil {
+		t.Fatalf("nft list chain: %v: %s", err, out)
+	}
+	var counts []uint64
+	for _, m := range counterRE.FindAllSubmatch(out, -1) {
+		n, err := strconv.ParseUint(string(m[1]), 10, 64)
+		if err != nil {
+			t.Fatalf("counter %q: %v", m[1], err)
+		}
+		counts = append(counts, n)
+	}
+	return counts
+}
+
+var counterRE = regexp.MustCompile(`counter packets (\d+) bytes`)
 
 // inNetNS runs fn on a fresh OS thread switched into namespace ns; sockets
 // created by fn stay in ns. The thread is discarded afterwards.

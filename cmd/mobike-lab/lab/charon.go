@@ -188,35 +188,14 @@ secrets {
 `, l.Name, ConformID, VIPPool, PSK)
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, `# mobike-lab %s: multihomed client (generated)
-connections {
-  lab {
-    version = 2
-    remote_addrs = %s
-    vips = 0.0.0.0
-    mobike = yes
-    encap = yes
-    proposals = aes128gcm16-prfsha256-x25519
-    dpd_delay = %ds
-    local {
-      auth = psk
-      id = mn@lab
-    }
-    remote {
-      auth = psk
-      id = gw@lab
-    }
-    children {
-      lab {
-        remote_ts = 10.9.0.0/24
-        esp_proposals = aes128gcm16
-      }
-    }
-  }
-`, l.Name, GWAddr1, int(dpd/time.Second))
-	for k := 2; k <= o.Conns; k++ {
-		// labK: another tunnel to the same gateway, with its own identity
-		// (so the gateway keeps both) and its own virtual IP.
+	fmt.Fprintf(&b, "# mobike-lab %s: multihomed client (generated)\nconnections {\n", l.Name)
+	for k := 1; k <= max(o.Conns, 1); k++ {
+		// lab, and labK: another tunnel to the same gateway with its own
+		// identity (so the gateway keeps both) and its own virtual IP.
+		id := "mn@lab"
+		if k > 1 {
+			id = fmt.Sprintf("mn%d@lab", k)
+		}
 		fmt.Fprintf(&b, `  %s {
     version = 2
     remote_addrs = %s
@@ -227,7 +206,7 @@ connections {
     dpd_delay = %ds
     local {
       auth = psk
-      id = mn%d@lab
+      id = %s
     }
     remote {
       auth = psk
@@ -240,7 +219,7 @@ connections {
       }
     }
   }
-`, ConnName(k), GWAddr1, int(dpd/time.Second), k, ConnName(k))
+`, ConnName(k), GWAddr1, int(dpd/time.Second), id, ConnName(k))
 	}
 	for i := 1; i <= o.ExtraConns; i++ {
 		fmt.Fprintf(&b, `  s%d {
