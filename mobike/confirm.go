@@ -162,40 +162,42 @@ func forcedOrder(ranked []policy.Ranked, cands []int, cur Pair) []int {
 	return out
 }
 
-// forcedPick walks a member's candidates (forcedOrder) with the
-// confirmation's evidence: the first fresh candidate wins; one without an
-// answer stops the walk until answerBy, after which it is passed over. When
-// none answered, it waits for the bursts' verdicts until the deadline and
-// then takes the least suspect candidate (suspicion). Without a confirmation
-// it takes the least suspect one. grade is 0 for a confirmed pair, else 1 +
-// its suspicion; ok is false while the evidence is not in.
-func (c *Controller) forcedPick(ranked []policy.Ranked, order []int, cur Pair, cf *confirmation) (pick, grade int, ok bool) {
-	if cf != nil {
-		for _, i := range order {
-			q := c.pairs[Pair{Local: ranked[i].Local, Remote: ranked[i].Remote}]
-			if q != nil && cf.fresh(q) {
-				return i, 0, true
-			}
-			if c.now.Before(cf.answerBy) {
-				return -1, 0, false
-			}
+// forcedWalk walks a member's candidates (forcedOrder) with the
+// confirmation's evidence: the first fresh candidate is the pick; one
+// without an answer stops the walk until answerBy (wait), after which it is
+// passed over. pick is -1 when no candidate answered.
+func (c *Controller) forcedWalk(ranked []policy.Ranked, order []int, cf *confirmation) (pick int, wait bool) {
+	for _, i := range order {
+		q := c.pairs[Pair{Local: ranked[i].Local, Remote: ranked[i].Remote}]
+		if q != nil && cf.fresh(q) {
+			return i, false
 		}
-		if c.now.Before(cf.deadline) {
-			return -1, 0, false
+		if c.now.Before(cf.answerBy) {
+			return -1, true
 		}
 	}
+	return -1, false
+}
+
+// leastSuspect is the member's candidate with the least suspicion (the
+// first of those in forcedOrder) and its suspicion.
+func (c *Controller) leastSuspect(ranked []policy.Ranked, order []int, cur Pair) (pick, s int) {
 	best, at := 3, order[0]
 	for _, i := range order {
 		if s := c.suspicion(Pair{Local: ranked[i].Local, Remote: ranked[i].Remote}, cur); s < best {
 			best, at = s, i
 		}
 	}
-	return at, 1 + best, true
+	return at, best
 }
 
 // forcedMove leaves the group's current pair cur (cause, detail): at once
 // when the failure is a local event or policy, else after confirming the
-// candidates (see the top of this file).
+// candidates (see the top of this file). With a confirmation, the first
+// member (in group order) whose walk found a fresh candidate leads, once no
+// member waits for an answer any more; when none answered it waits for the
+// bursts' verdicts until the deadline. Without a confirmation, or when
+// nothing answered, the member with the least suspect candidate leads.
 func (c *Controller) forcedMove(g *group, steered []*conn, rrs []*rankResult, cur Pair, cause SteerCause, detail string) {
 	var cf *confirmation
 	if cp := c.pairs[cur]; cause == SteerPathDown && probeVerdict(cp) {
@@ -205,24 +207,42 @@ func (c *Controller) forcedMove(g *group, steered []*conn, rrs []*rankResult, cu
 		}
 		cf.used = true
 	}
-	lead, pick, grade := -1, -1, 99
+	orders := make([][]int, len(steered))
 	for i := range steered {
-		order := forcedOrder(rrs[i].ranked, c.filtered(steered, rrs, i, cur), cur)
-		if len(order) == 0 {
-			continue
-		}
-		k, gr, ok := c.forcedPick(rrs[i].ranked, order, cur, cf)
-		if !ok {
-			g.decision = "confirming " + strconv.Itoa(len(cf.pairs)) + " candidate pairs before leaving " + cur.String() + " (" + detail + ")"
-			next := cf.answerBy
-			if !c.now.Before(next) {
-				next = cf.deadline
+		orders[i] = forcedOrder(rrs[i].ranked, c.filtered(steered, rrs, i, cur), cur)
+	}
+	lead, pick := -1, -1
+	if cf != nil {
+		wait := false
+		for i, order := range orders {
+			k, w := c.forcedWalk(rrs[i].ranked, order, cf)
+			wait = wait || w
+			if k >= 0 && lead < 0 {
+				lead, pick = i, k
 			}
+		}
+		next := time.Time{}
+		switch {
+		case wait:
+			next = cf.answerBy
+		case lead < 0 && c.now.Before(cf.deadline):
+			next = cf.deadline
+		}
+		if !next.IsZero() {
+			g.decision = "confirming " + strconv.Itoa(len(cf.pairs)) + " candidate pairs before leaving " + cur.String() + " (" + detail + ")"
 			c.minDeadline(g, next)
 			return
 		}
-		if gr < grade {
-			lead, pick, grade = i, k, gr
+	}
+	if lead < 0 {
+		best := 3
+		for i, order := range orders {
+			if len(order) == 0 {
+				continue
+			}
+			if k, s := c.leastSuspect(rrs[i].ranked, order, cur); s < best {
+				best, lead, pick = s, i, k
+			}
 		}
 	}
 	g.confirm = nil

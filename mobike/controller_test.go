@@ -152,7 +152,8 @@ func TestSteerOnDownAndConfirm(t *testing.T) {
 	if got, want := kinds(acts), "confirm 10.2.0.2->10.3.0.2"; got != want {
 		t.Fatalf("got %s, want %s", got, want)
 	}
-	if got, want := c.NextDeadline(), at(2).Add(minAnswerWait); !got.Equal(want) {
+	// wlan0's expected answer: 3 × SRTT (10 ms) + the scheduling slack.
+	if got, want := c.NextDeadline(), at(2).Add(30*time.Millisecond+answerSlack); !got.Equal(want) {
 		t.Errorf("deadline %s, want the answer wait %s", got, want)
 	}
 	acts = c.Step(at(2.005), good(pWlan, at(2.005)))
@@ -288,6 +289,7 @@ func TestSteerApplyErrorAndCharonDown(t *testing.T) {
 func TestPendingAbandonedWhenTargetDies(t *testing.T) {
 	c := setup(t, policy.Settings{}, true)
 	c.Step(at(2), lost(pEth, at(2), 3))
+	c.Step(at(2.01), good(pWlan, at(2.01))) // the confirmation's reply
 	c.TakeTrace()
 	c.Step(at(2.5), lost(pWlan, at(2.5), 3))
 	tr := c.TakeTrace()
@@ -392,6 +394,7 @@ func TestMoveBudgetBlocksFailback(t *testing.T) {
 	pol := policy.Settings{Default: policy.ConnPolicy{MoveBudget: 1, HoldDown: time.Second}}
 	c := setup(t, pol, true)
 	c.Step(at(2), lost(pEth, at(2), 3)) // forced move: allowed, counted
+	c.Step(at(2.01), good(pWlan, at(2.01)))
 	c.Step(at(2.1), EvIKEUpdate{Conn: "office", UniqueID: 1, NewLocal: netip.AddrPortFrom(pWlan.Local, 4500), NewRemote: netip.AddrPortFrom(pWlan.Remote, 4500)})
 	c.Step(at(3), good(pEth, at(3)))
 	c.Step(at(3.2), good(pEth, at(3.2)))
@@ -400,10 +403,10 @@ func TestMoveBudgetBlocksFailback(t *testing.T) {
 	if got := kinds(acts); got != "alert move-budget-exhausted" {
 		t.Fatalf("got %s", got)
 	}
-	if got, want := c.NextDeadline(), at(62); !got.Equal(want) {
+	if got, want := c.NextDeadline(), at(2.01).Add(time.Minute); !got.Equal(want) {
 		t.Errorf("deadline %s, want %s (window end)", got, want)
 	}
-	acts = c.Step(at(62), EvTimer{})
+	acts = c.Step(c.NextDeadline(), EvTimer{})
 	if !strings.Contains(kinds(acts), "routing office@10.1.0.2->10.3.0.2") {
 		t.Errorf("no failback after the window: %s", kinds(acts))
 	}
@@ -435,6 +438,7 @@ func TestDeterministicOrder(t *testing.T) {
 		step(at(0), EvSAList{SAs: sas})
 		step(at(1), good(pWlan, at(1)))
 		step(at(2), lost(pEth, at(2), 3))
+		step(at(2.01), good(pWlan, at(2.01)))
 		return strings.Join(out, "\n")
 	}
 	a, b := run(), run()
@@ -488,9 +492,13 @@ func TestSteerDivertedToKnownPeer(t *testing.T) {
 	for _, p := range []Pair{pEth, pWlan, p4, mkPair("10.2.0.2", "10.4.0.2")} {
 		c.Step(at(0.1), good(p, at(0.1)))
 	}
-	// The forced move avoids both the failed uplink and the failed peer
-	// address when it can.
-	if got := kinds(c.Step(at(2), lost(pEth, at(2), 3))); !strings.Contains(got, "routing office@10.2.0.2->10.4.0.2") {
+	// The forced move confirms its candidates; only (wlan0, 10.4.0.2)
+	// answers, so once the others' answer wait is over it is the target.
+	if got := kinds(c.Step(at(2), lost(pEth, at(2), 3))); strings.Contains(got, "routing") || !strings.Contains(got, "confirm 10.2.0.2->10.4.0.2") {
+		t.Fatalf("got %s", got)
+	}
+	c.Step(at(2.005), good(mkPair("10.2.0.2", "10.4.0.2"), at(2.005)))
+	if got := kinds(c.Step(c.NextDeadline(), EvTimer{})); !strings.Contains(got, "routing office@10.2.0.2->10.4.0.2") {
 		t.Fatalf("got %s", got)
 	}
 	c.TakeTrace()
@@ -518,6 +526,7 @@ func TestSteerWaitsWhileCharonProgresses(t *testing.T) {
 	c.Step(at(0.01), good(pEth, at(0.01)))
 	c.Step(at(0.03), good(pWlan, at(0.03)))
 	c.Step(at(2), lost(pEth, at(2), 3))
+	c.Step(at(2), good(pWlan, at(2)))
 	move := func(now float64, id uint32) {
 		c.Step(at(now), EvIKEUpdate{Conn: "office", UniqueID: id, NewLocal: netip.AddrPortFrom(pWlan.Local, 4500), NewRemote: netip.AddrPortFrom(pWlan.Remote, 4500)})
 	}
@@ -536,6 +545,7 @@ func TestSteerWaitsWhileCharonProgresses(t *testing.T) {
 	// No progress: fails at the deadline.
 	c2 := setup(t, policy.Settings{}, true)
 	c2.Step(at(2), lost(pEth, at(2), 3))
+	c2.Step(at(2), good(pWlan, at(2)))
 	c2.TakeTrace()
 	c2.Step(c2.NextDeadline(), EvTimer{})
 	if !traceHas(c2.TakeTrace(), "steer-failed office 10.2.0.2->10.3.0.2 unconfirmed") {
