@@ -141,3 +141,87 @@ func TestConfirmDroppedWhenCurrentRecovers(t *testing.T) {
 		t.Errorf("deadline %s left over", c.NextDeadline())
 	}
 }
+
+// slaSetup: office to gw1 and gw2 on eth0, the SA on (eth0, gw1), no
+// hold-down; (eth0, gw2) answered at 0.5 s with 5 % loss.
+func slaSetup(t *testing.T) (*Controller, Pair) {
+	t.Helper()
+	gw2 := ip("10.4.0.2")
+	ethGW2 := Pair{Local: pEth.Local, Remote: gw2}
+	c := New(Config{Policy: policy.Settings{Default: policy.ConnPolicy{HoldDown: policy.NoHoldDown}}})
+	c.Step(at(0), EvNetState{State: laptopNet(), Reasons: []NetReason{NetResync}})
+	c.Step(at(0), EvConns{Conns: []Conn{{Name: "office", RemoteAddrs: []netip.Addr{pEth.Remote, gw2}}}})
+	c.Step(at(0), EvSAList{SAs: []SA{sa(1, pEth, true)}})
+	c.Step(at(0.1), good(pEth, at(0.1)))
+	c.Step(at(0.1), good(pWlan, at(0.1)))
+	c.Step(at(0.1), good(mkPair("10.2.0.2", "10.4.0.2"), at(0.1)))
+	g2 := good(ethGW2, at(0.5))
+	g2.Stats.LossRatio = 0.05
+	c.Step(at(0.5), g2)
+	c.TakeTrace()
+	return c, ethGW2
+}
+
+// The current pair keeps meeting the SLA (10 % loss by default) until it
+// misses it by policy.SLAHysteresis: 12 % is no move onto a 5 % candidate,
+// 16 % is.
+func TestSLAHysteresisOnCurrentPair(t *testing.T) {
+	for _, tc := range []struct {
+		loss float64
+		move bool
+	}{{0.08, false}, {0.12, false}, {0.15, false}, {0.16, true}} {
+		c, ethGW2 := slaSetup(t)
+		ev := good(pEth, at(0.6))
+		ev.Stats.LossRatio = tc.loss
+		acts := c.Step(at(0.6), ev)
+		st, moved := routed(acts, "office")
+		if moved != tc.move || (moved && st.Pair != ethGW2) {
+			t.Errorf("loss %.2f: got %s, want move %t", tc.loss, kinds(acts), tc.move)
+		}
+		if tc.move && !traceHas(c.TakeTrace(), "sla-breach") {
+			t.Errorf("loss %.2f: not an sla-breach move", tc.loss)
+		}
+	}
+}
+
+// A non-forced move away from a suspect current pair (a loss streak) onto a
+// pair of the same uplink whose last reply is stale waits for that pair's
+// confirmation burst: it moves when the pair answers, and stays when it does
+// not.
+func TestNonForcedMoveWaitsForStaleSameUplink(t *testing.T) {
+	suspect := func(c *Controller) []Action {
+		ev := lost(pEth, at(1), 1) // one loss, burst in flight
+		ev.Stats.LossRatio = 0.2
+		ev.Stats.Confirming = true
+		ev.Stats.LastReply = at(0.6)
+		return c.Step(at(1), ev)
+	}
+	t.Run("answers", func(t *testing.T) {
+		c, ethGW2 := slaSetup(t)
+		acts := suspect(c)
+		if got, want := kinds(acts), "confirm "+ethGW2.String(); got != want {
+			t.Fatalf("got %s, want %s", got, want)
+		}
+		g2 := good(ethGW2, at(1.01))
+		g2.Stats.LossRatio = 0.05
+		acts = c.Step(at(1.01), g2)
+		if st, ok := routed(acts, "office"); !ok || st.Pair != ethGW2 {
+			t.Fatalf("got %s, want the move once the target answered", kinds(acts))
+		}
+	})
+	t.Run("silent", func(t *testing.T) {
+		c, _ := slaSetup(t)
+		suspect(c)
+		dl := c.NextDeadline()
+		if dl.IsZero() || dl.After(at(2)) {
+			t.Fatalf("deadline %s", dl)
+		}
+		acts := c.Step(dl, EvTimer{})
+		if _, ok := routed(acts, "office"); ok {
+			t.Fatalf("moved onto a silent pair: %s", kinds(acts))
+		}
+		if d := c.Snapshot().Conns[0].Decision; !strings.Contains(d, "did not answer its confirmation burst") {
+			t.Errorf("decision %q", d)
+		}
+	})
+}

@@ -335,11 +335,17 @@ func (c *Controller) rebuildSLAs() {
 	}
 }
 
-func (c *Controller) slaMask(p *pair) uint64 {
-	var m uint64
+// slaMask returns which of the distinct SLAs p meets: [0] as a candidate,
+// [1] as a connection's current pair (with policy.SLAHysteresis). A change
+// of either re-evaluates the pair's group.
+func (c *Controller) slaMask(p *pair) [2]uint64 {
+	var m [2]uint64
 	for i, s := range c.slas {
 		if s.Met(p.stats.LossRatio, p.rtt()) {
-			m |= 1 << i
+			m[0] |= 1 << i
+		}
+		if s.MetCurrent(p.stats.LossRatio, p.rtt()) {
+			m[1] |= 1 << i
 		}
 	}
 	return m
