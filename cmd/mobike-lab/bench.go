@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"time"
 
@@ -470,6 +471,8 @@ func runScenario(ctx context.Context, cfg benchConfig, sc scenario, m Mode, run 
 	}
 	r.pingT0 = pinger.Start()
 	var cpu0 lab.ProcStats
+	var udp0gw, udp0mn uint64 // UDP receive-buffer drops before the impairment
+	var udp0gwOK, udp0mnOK bool
 	mpid := l.St.Pids["mobiked"]
 	actErr := func() error {
 		var p0 []control.PathRow
@@ -485,6 +488,12 @@ func runScenario(ctx context.Context, cfg benchConfig, sc scenario, m Mode, run 
 		}
 		if mpid > 0 {
 			cpu0, _ = lab.ReadProcStats(mpid)
+		}
+		if sc.name == "scale" {
+			u, err := udpRcvbufErrors(ctx, l, "gw")
+			udp0gw, udp0gwOK = u, err == nil
+			u, err = udpRcvbufErrors(ctx, l, "mn")
+			udp0mn, udp0mnOK = u, err == nil
 		}
 		return sc.act(ctx, r)
 	}()
@@ -542,7 +551,25 @@ func runScenario(ctx context.Context, cfg benchConfig, sc scenario, m Mode, run 
 		}
 		s.MovedP50S, s.MovedP90S, s.Within1500ms = moveQuantiles(times, 1.5)
 		if b, err := os.ReadFile(l.CharonLog("mn")); err == nil {
-			s.CharonDPDs, s.CharonRetransmits, s.CharonPathProbings = charonLogCounts(b, r.ref)
+			cs := charonLogSplit(b, r.ref)
+			s.CharonDPDs, s.CharonRetransmits, s.CharonPathProbings = cs.dpds, cs.retransmits, cs.probings
+			s.CharonRoamed, s.CharonRoamFirstS, s.CharonRoamLastS = cs.roamed, cs.roamFirst.Seconds(), cs.roamLast.Seconds()
+			s.CharonDelayedSAs, s.CharonDelayedMovedS, s.CharonUndelayedMovedS = cs.delayed, cs.delayedMoved.Seconds(), cs.movedUndelayed.Seconds()
+		}
+		if b, err := os.ReadFile(l.MobikedLog()); err == nil {
+			if d, ok := mobikedSteerAt(b, r.ref); ok {
+				s.SteerS = d.Seconds()
+			}
+		}
+		for _, n := range []struct {
+			node string
+			v0   uint64
+			ok0  bool
+			dst  *uint64
+		}{{"gw", udp0gw, udp0gwOK, &s.GWUDPRcvbufErrors}, {"mn", udp0mn, udp0mnOK, &s.MNUDPRcvbufErrors}} {
+			if v, err := udpRcvbufErrors(ctx, l, n.node); err == nil && n.ok0 && v >= n.v0 {
+				*n.dst = v - n.v0
+			}
 		}
 		if s.Moved >= r.sas+1 {
 			d := last.Sub(r.ref).Seconds()
@@ -564,25 +591,123 @@ func runScenario(ctx context.Context, cfg benchConfig, sc scenario, m Mode, run 
 	return rm, nil
 }
 
-// charonLogCounts counts, in a charon log (time_format %T with
-// milliseconds), the lines at or after ref's time of day that start a DPD,
-// retransmit a request on its timer, or probe paths on a retransmit.
-func charonLogCounts(log []byte, ref time.Time) (dpds, retransmits, probings int) {
+// charonSplit is what the mn charon's log (time_format %T, time_add_ms,
+// ike_name) tells about a scale run after the impairment.
+type charonSplit struct {
+	dpds, retransmits, probings int
+	// roamFirst, roamLast: when charon first and last noticed, for an
+	// IKE_SA, that the steered route made its path "not preferred anymore"
+	// (since the impairment); roamed counts those IKE_SAs.
+	roamFirst, roamLast time.Duration
+	roamed              int
+	// delayed: IKE_SAs whose MOBIKE update had to wait for an exchange in
+	// flight (a DPD sent on the dead path); delayedMoved the time of the
+	// last of them to change its local address.
+	delayed      int
+	delayedMoved time.Duration
+	// movedUndelayed: the last local-address change of the other IKE_SAs.
+	movedUndelayed time.Duration
+}
+
+// charonLogSplit parses a charon log from ref's time of day on (the log
+// has no date: a run is assumed not to span midnight).
+func charonLogSplit(log []byte, ref time.Time) charonSplit {
+	var cs charonSplit
 	from := ref.Format("15:04:05.000")
+	day := time.Date(ref.Year(), ref.Month(), ref.Day(), 0, 0, 0, 0, ref.Location())
+	roamed, delayed, moved := map[string]bool{}, map[string]bool{}, map[string]time.Duration{}
 	for _, line := range strings.Split(string(log), "\n") {
 		if len(line) < len(from) || line[:len(from)] < from {
 			continue
 		}
+		tod, err := time.ParseInLocation("15:04:05.000", line[:len(from)], ref.Location())
+		if err != nil {
+			continue
+		}
+		at := day.Add(tod.Sub(time.Date(0, 1, 1, 0, 0, 0, 0, ref.Location()))).Sub(ref)
+		sa := ""
+		if i := strings.Index(line, "> "); i > 0 {
+			if j := strings.LastIndex(line[:i], " <"); j > 0 {
+				sa = line[j+2 : i]
+			}
+		}
 		switch {
 		case strings.Contains(line, "sending DPD request"):
-			dpds++
-		case strings.Contains(line, "] retransmit "):
-			retransmits++
+			cs.dpds++
+		case strings.Contains(line, " retransmit ") && strings.Contains(line, " of request"):
+			cs.retransmits++
 		case strings.Contains(line, "path probing attempt"):
-			probings++
+			cs.probings++
+		case strings.Contains(line, "old path is not preferred anymore") && sa != "" && !roamed[sa]:
+			roamed[sa] = true
+			if cs.roamed == 0 {
+				cs.roamFirst = at
+			}
+			cs.roamed++
+			cs.roamLast = at
+		case strings.Contains(line, "delaying task initiation") && roamed[sa]:
+			delayed[sa] = true
+		case strings.Contains(line, "local endpoint changed") && sa != "":
+			if _, ok := moved[sa]; !ok {
+				moved[sa] = at
+			}
 		}
 	}
-	return dpds, retransmits, probings
+	cs.delayed = len(delayed)
+	for sa, at := range moved {
+		if delayed[sa] {
+			cs.delayedMoved = max(cs.delayedMoved, at)
+		} else {
+			cs.movedUndelayed = max(cs.movedUndelayed, at)
+		}
+	}
+	return cs
+}
+
+// mobikedSteerAt is the time of the first steer request at or after ref in
+// mobiked's log (slog text: time=RFC 3339 ... msg=SteerRequested); ok is
+// false when there is none.
+func mobikedSteerAt(log []byte, ref time.Time) (time.Duration, bool) {
+	for _, line := range strings.Split(string(log), "\n") {
+		if !strings.Contains(line, "msg=SteerRequested") || !strings.HasPrefix(line, "time=") {
+			continue
+		}
+		f, _, _ := strings.Cut(strings.TrimPrefix(line, "time="), " ")
+		at, err := time.Parse(time.RFC3339Nano, f)
+		if err != nil || at.Before(ref) {
+			continue
+		}
+		return at.Sub(ref), true
+	}
+	return 0, false
+}
+
+// udpRcvbufErrors is the Udp RcvbufErrors counter of node's namespace
+// (datagrams dropped because a socket's receive buffer was full).
+func udpRcvbufErrors(ctx context.Context, l *lab.Lab, node string) (uint64, error) {
+	out, err := l.Exec(ctx, node, "cat", "/proc/net/snmp")
+	if err != nil {
+		return 0, err
+	}
+	return parseSNMP(out, "Udp", "RcvbufErrors")
+}
+
+// parseSNMP returns a counter of /proc/net/snmp (a header line and a value
+// line per protocol).
+func parseSNMP(b []byte, proto, field string) (uint64, error) {
+	lines := strings.Split(string(b), "\n")
+	for i := 0; i+1 < len(lines); i++ {
+		h, v := strings.Fields(lines[i]), strings.Fields(lines[i+1])
+		if len(h) == 0 || h[0] != proto+":" || len(v) != len(h) || v[0] != proto+":" {
+			continue
+		}
+		for k := 1; k < len(h); k++ {
+			if h[k] == field {
+				return strconv.ParseUint(v[k], 10, 64)
+			}
+		}
+	}
+	return 0, fmt.Errorf("snmp: no %s %s", proto, field)
 }
 
 // scaleWindow is how many scale SAs may be half-open at once: the gateway's

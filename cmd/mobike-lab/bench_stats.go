@@ -68,6 +68,25 @@ type Scale struct {
 	CharonPathProbings int `json:"charon_path_probings"`
 	CharonRetransmits  int `json:"charon_retransmits"`
 	CharonDPDs         int `json:"charon_dpds"`
+	// Where the time goes (seconds after the impairment). SteerS:
+	// mobiked's steer request (its share: detection, confirmation and the
+	// decision). CharonRoamFirstS/LastS: charon noticing the steered route
+	// for its first and last IKE_SA (CharonRoamed of them). Of those,
+	// CharonDelayedSAs had an exchange in flight on the dead path (a DPD)
+	// that their MOBIKE update waited for; the last of them changed its
+	// local address at CharonDelayedMovedS, the last of the others at
+	// CharonUndelayedMovedS.
+	SteerS                float64 `json:"steer_s"`
+	CharonRoamed          int     `json:"charon_roamed"`
+	CharonRoamFirstS      float64 `json:"charon_roam_first_s"`
+	CharonRoamLastS       float64 `json:"charon_roam_last_s"`
+	CharonDelayedSAs      int     `json:"charon_delayed_sas"`
+	CharonDelayedMovedS   float64 `json:"charon_delayed_moved_s"`
+	CharonUndelayedMovedS float64 `json:"charon_undelayed_moved_s"`
+	// UDP datagrams dropped on a full socket receive buffer during the
+	// run, in the gateway's and the mobile node's namespaces.
+	GWUDPRcvbufErrors uint64 `json:"gw_udp_rcvbuf_errors"`
+	MNUDPRcvbufErrors uint64 `json:"mn_udp_rcvbuf_errors"`
 }
 
 // moveQuantiles returns the median and 90th percentile of the sorted
@@ -285,8 +304,10 @@ func writeNotes(w io.Writer, results []ScenarioResult) {
 				if sc.AllMovedS != nil {
 					all = fmt.Sprintf("all moved in %.2fs", *sc.AllMovedS)
 				}
-				p := fmt.Sprintf("%d SAs (setup %.1fs), %d moved, %s (median %.2fs, p90 %.2fs, %d within 1.5s); charon after the impairment: %d DPDs, %d retransmits, %d path probings",
-					sc.SAs, sc.SetupS, sc.Moved, all, sc.MovedP50S, sc.MovedP90S, sc.Within1500ms, sc.CharonDPDs, sc.CharonRetransmits, sc.CharonPathProbings)
+				p := fmt.Sprintf("%d SAs (setup %.1fs), %d moved, %s (median %.2fs, p90 %.2fs, %d within 1.5s); mobiked steered at %.2fs; charon after the impairment: roamed %d SAs from %.2fs to %.2fs, %d waited for an exchange in flight (last moved %.2fs, the others by %.2fs), %d DPDs, %d retransmits, %d path probings; UDP receive-buffer drops gw %d, mn %d",
+					sc.SAs, sc.SetupS, sc.Moved, all, sc.MovedP50S, sc.MovedP90S, sc.Within1500ms, sc.SteerS,
+					sc.CharonRoamed, sc.CharonRoamFirstS, sc.CharonRoamLastS, sc.CharonDelayedSAs, sc.CharonDelayedMovedS, sc.CharonUndelayedMovedS,
+					sc.CharonDPDs, sc.CharonRetransmits, sc.CharonPathProbings, sc.GWUDPRcvbufErrors, sc.MNUDPRcvbufErrors)
 				if sc.MobikedPID > 0 {
 					p += fmt.Sprintf(", mobiked RSS %.1f MB (peak %.1f MB), CPU %.2fs during the move (%.2fs total)", sc.RSSMB, sc.PeakRSSMB, sc.CPUS, sc.CPUTotalS)
 				}
