@@ -106,6 +106,12 @@ type Controller struct {
 	// desiredStale: an entry changed since desired was last compared.
 	desiredStale bool
 
+	// watched: the SA of each group whose traffic counters are read
+	// (traffic.go); watchList the last ActTrafficWatch.
+	watched   map[SARef]*group
+	watchList []SARef
+	watchDirt bool // SAs or groups changed: recompute the watch
+
 	rankCache map[rankKey]*rankResult
 	candBuf   []policy.Candidate // rank's scratch
 	anyDirty  bool               // some group is dirty
@@ -276,6 +282,8 @@ func (c *Controller) Step(now time.Time, ev Event) []Action {
 		c.observe(ConfigApplied{})
 	case EvPrefer:
 		c.onPrefer(ev)
+	case EvTraffic:
+		c.onTraffic(ev)
 	case EvTimer:
 		// Deadlines are checked below for every event.
 	}
@@ -1003,6 +1011,14 @@ func (c *Controller) flush() []Action {
 		}
 	}
 	c.stopped = c.stopped[:0]
+	// The watched SAs change with the SAs and the groups. Emitted last.
+	var watch []Action
+	if c.watchDirt {
+		c.watchDirt = false
+		if w, changed := c.syncWatch(); changed {
+			watch = append(watch, w)
+		}
+	}
 	// What a pair's prober should run changes only with the active set,
 	// the pair set, the connections of its peer address or the policy:
 	// steers, groups, policy and network changes clear activeOK (every pair
@@ -1037,6 +1053,7 @@ func (c *Controller) flush() []Action {
 		c.routingAct = nil
 	}
 	out = append(out, c.acts...)
+	out = append(out, watch...)
 	c.acts = nil
 	if c.decided {
 		c.decided = false
@@ -1081,6 +1098,7 @@ func (c *Controller) onSAList(sas []SA) {
 }
 
 func (c *Controller) upsertSA(sa SA) {
+	c.watchDirt = true
 	sa.VIPs = slices.Clone(sa.VIPs)
 	np := saPair(sa)
 	s, ok := c.sas[sa.UniqueID]
@@ -1132,6 +1150,7 @@ func (c *Controller) saChanged(cn *conn) {
 }
 
 func (c *Controller) removeSA(id uint32) {
+	c.watchDirt = true
 	s, ok := c.sas[id]
 	if !ok {
 		return

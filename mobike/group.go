@@ -38,6 +38,7 @@ type group struct {
 
 	pending      *pendingSteer
 	confirm      *confirmation // bursts the next move waits for (confirm.go)
+	traffic      *traffic      // the watched SA's counters (traffic.go); nil = none
 	failures     int
 	backoffUntil time.Time
 	moves        []time.Time // steer times within the move window
@@ -65,6 +66,7 @@ func groupName(members []*conn) string {
 // backoff and moves but no pending steer.
 func (c *Controller) syncGroups() {
 	c.groupsDirt = false
+	c.watchDirt = true
 	var live []*conn
 	for _, cn := range c.connList {
 		if cn.live() {

@@ -310,6 +310,8 @@ func (w *World) execute(a mobike.Action) {
 			}
 			w.startBurst(p, n)
 		}
+	case mobike.ActTrafficWatch:
+		// The simulated SAs carry no traffic: nothing to read.
 	case mobike.ActProbeStop:
 		w.logf("act probe-stop %s", a.Pair)
 		if p := w.probers[a.Pair]; p != nil {
