@@ -457,6 +457,7 @@ func TestStrings(t *testing.T) {
 		SteerConfirmed{}, SteerFailed{}, HoldDownStarted{}, NATExcluded{}, MoveBudgetExhausted{}, NoPath{},
 		PolicyConflict{}, PolicyConflict{Detail: "x"},
 		PreferChanged{}, PreferChanged{Uplink: "x"}, ConfigApplied{}, CharonChanged{},
+		ConfirmRequested{}, ConfirmRequested{Forced: true}, TrafficHint{},
 	}
 	for _, o := range obs {
 		if o.String() == "" {
