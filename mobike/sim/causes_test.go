@@ -1,7 +1,6 @@
 package sim_test
 
 import (
-	"errors"
 	"net/netip"
 	"slices"
 	"testing"
@@ -96,14 +95,7 @@ func TestEveryCauseOccurs(t *testing.T) {
 			w.Run(sec(5))
 			return w
 		},
-		"kernel error": func(t *testing.T) *sim.World {
-			w := office(t, topo{eth: true, wlan: true})
-			w.SteerErr = errors.New("netlink: operation not permitted")
-			w.Run(sec(5))
-			w.SetLinkImpair("eth0", sim.Impair{Blackhole: true})
-			w.Run(sec(5))
-			return w
-		},
+		"kernel error": steerApplyError,
 		"charon goes away during a steer": func(t *testing.T) *sim.World {
 			w := pending(t)
 			w.Charon.Restart(sec(1))
@@ -149,29 +141,8 @@ func TestEveryCauseOccurs(t *testing.T) {
 			w.Run(sec(5))
 			return w
 		},
-		"nat forbidden": func(t *testing.T) *sim.World {
-			pol := policy.Settings{Conns: []policy.ConnPolicy{{Name: "office", NAT: policy.NATForbid}}}
-			w := laptop(t, topo{eth: true, wlan: true, pol: pol})
-			w.SetLinkImpair("wlan0", sim.Impair{NAT: true})
-			w.Charon.AddConn("office", peer1)
-			w.Charon.Initiate("office", true)
-			w.Start()
-			w.Run(sec(5))
-			w.SetLinkImpair("eth0", sim.Impair{Blackhole: true})
-			w.Run(sec(10))
-			return w
-		},
-		"move budget": func(t *testing.T) *sim.World {
-			w := office(t, topo{eth: true, wlan: true})
-			w.Run(sec(2))
-			for i := 0; i < 4; i++ {
-				w.SetLinkImpair("eth0", sim.Impair{Blackhole: true})
-				w.Run(sec(3))
-				w.SetLinkImpair("eth0", sim.Impair{})
-				w.Run(sec(22))
-			}
-			return w
-		},
+		"nat forbidden": natForbidBlackhole,
+		"move budget":   flappingEth,
 	}
 	names := make([]string, 0, len(scenarios))
 	for n := range scenarios {

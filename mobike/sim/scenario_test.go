@@ -200,15 +200,7 @@ func TestScenarioMoveBehindNATAndBack(t *testing.T) {
 // RFC 4621 §5.1.6 NAT prevention: the connection forbids NAT, the only other
 // pair is NATed: stay put and alert nat-forbidden.
 func TestScenarioNATForbidStaysPut(t *testing.T) {
-	pol := policy.Settings{Conns: []policy.ConnPolicy{{Name: "office", NAT: policy.NATForbid}}}
-	w := laptop(t, topo{eth: true, wlan: true, pol: pol})
-	w.SetLinkImpair("wlan0", sim.Impair{NAT: true})
-	w.Charon.AddConn("office", peer1)
-	w.Charon.Initiate("office", true)
-	w.Start()
-	w.Run(sec(5))
-	w.SetLinkImpair("eth0", sim.Impair{Blackhole: true})
-	w.Run(sec(10))
+	w := natForbidBlackhole(t)
 	wantPair(t, w, "office", pair(ethA, peer1))
 	if count(w, "act alert critical office nat-forbidden") != 1 {
 		t.Error("want one nat-forbidden alert")
@@ -327,14 +319,7 @@ func TestScenarioNoFailbackBeforeHoldDown(t *testing.T) {
 // A link that flaps slower than the hold-down would cause a failback per
 // cycle; the move budget (3 per 60 s) bounds the moves and alerts.
 func TestScenarioFlappingUplinkMoveBudget(t *testing.T) {
-	w := office(t, topo{eth: true, wlan: true})
-	w.Run(sec(2))
-	for i := 0; i < 4; i++ {
-		w.SetLinkImpair("eth0", sim.Impair{Blackhole: true})
-		w.Run(sec(3))
-		w.SetLinkImpair("eth0", sim.Impair{})
-		w.Run(sec(22))
-	}
+	w := flappingEth(t)
 	if n := count(w, "move-budget-exhausted office"); n < 1 {
 		t.Errorf("move budget never exhausted")
 	}
@@ -427,11 +412,7 @@ func TestScenarioSteerNotConfirmed(t *testing.T) {
 
 // The actuator fails to install the routes: the steer fails at once.
 func TestScenarioSteerApplyError(t *testing.T) {
-	w := office(t, topo{eth: true, wlan: true})
-	w.SteerErr = errors.New("netlink: operation not permitted")
-	w.Run(sec(5))
-	w.SetLinkImpair("eth0", sim.Impair{Blackhole: true})
-	w.Run(sec(5))
+	w := steerApplyError(t)
 	if count(w, "steer-apply-failed") != 1 {
 		t.Error("want one steer-apply-failed alert")
 	}
@@ -710,4 +691,45 @@ func TestScenarioSteerDivertedToUnknownPeer(t *testing.T) {
 		t.Error("a diversion to an unknown peer address is not an operator problem")
 	}
 	checkGolden(t, w)
+}
+
+// The worlds below serve a scenario test here and TestEveryCauseOccurs.
+
+// natForbidBlackhole: office forbids NAT, wlan0 is NATed, eth0 (the
+// current uplink) is blackholed; 15 s.
+func natForbidBlackhole(t *testing.T) *sim.World {
+	pol := policy.Settings{Conns: []policy.ConnPolicy{{Name: "office", NAT: policy.NATForbid}}}
+	w := laptop(t, topo{eth: true, wlan: true, pol: pol})
+	w.SetLinkImpair("wlan0", sim.Impair{NAT: true})
+	w.Charon.AddConn("office", peer1)
+	w.Charon.Initiate("office", true)
+	w.Start()
+	w.Run(sec(5))
+	w.SetLinkImpair("eth0", sim.Impair{Blackhole: true})
+	w.Run(sec(10))
+	return w
+}
+
+// flappingEth: eth0 is blackholed for 3 s every 25 s, four times.
+func flappingEth(t *testing.T) *sim.World {
+	w := office(t, topo{eth: true, wlan: true})
+	w.Run(sec(2))
+	for range 4 {
+		w.SetLinkImpair("eth0", sim.Impair{Blackhole: true})
+		w.Run(sec(3))
+		w.SetLinkImpair("eth0", sim.Impair{})
+		w.Run(sec(22))
+	}
+	return w
+}
+
+// steerApplyError: the actuator fails, and eth0 is blackholed after 5 s;
+// 10 s.
+func steerApplyError(t *testing.T) *sim.World {
+	w := office(t, topo{eth: true, wlan: true})
+	w.SteerErr = errors.New("netlink: operation not permitted")
+	w.Run(sec(5))
+	w.SetLinkImpair("eth0", sim.Impair{Blackhole: true})
+	w.Run(sec(5))
+	return w
 }

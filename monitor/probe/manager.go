@@ -81,10 +81,10 @@ type Manager struct {
 	uplinkBytes map[string]uint64
 	rnd         *rand.Rand
 
-	queue    proberQueue // running probers by their next deadline
-	opening  openQueue   // running probers by the opening of their regular probe's window
-	slots    []tickSlot  // the times regular probes are scheduled at, in order
-	timer    Timer       // the scheduler's one pending wake-up; nil = none
+	queue    proberHeap // running probers by their next deadline
+	opening  proberHeap // running probers by the opening of their regular probe's window
+	slots    []tickSlot // the times regular probes are scheduled at, in order
+	timer    Timer      // the scheduler's one pending wake-up; nil = none
 	timerAt  time.Time
 	timerGen uint64
 	round    []roundSend // probes sent since the last flush
@@ -183,6 +183,14 @@ func NewManager(o Options) *Manager {
 		probers:     map[mobike.Pair]*prober{},
 		uplinkBytes: map[string]uint64{},
 		rnd:         rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
+		queue: proberHeap{
+			key:  func(p *prober) time.Time { return p.due },
+			slot: func(p *prober) *int { return &p.qidx },
+		},
+		opening: proberHeap{
+			key:  func(p *prober) time.Time { return p.tickOpen },
+			slot: func(p *prober) *int { return &p.oidx },
+		},
 	}
 	m.epoch = m.clock.Now()
 	icmp := newNetTransport(mobike.ProbeICMP, m.clock, m.log, o.SocketHook)
@@ -367,14 +375,14 @@ func (m *Manager) wakeAt(due time.Time) time.Time {
 
 // armLocked points the scheduler's one timer at the earliest deadline.
 func (m *Manager) armLocked(now time.Time) {
-	if m.closed || len(m.queue) == 0 {
+	if m.closed || m.queue.Len() == 0 {
 		if m.timer != nil {
 			m.timer.Stop()
 			m.timer = nil
 		}
 		return
 	}
-	at := m.wakeAt(m.queue[0].due)
+	at := m.wakeAt(m.queue.head().due)
 	if m.timer != nil && m.timerAt.Equal(at) {
 		return
 	}
@@ -411,8 +419,8 @@ func (m *Manager) wake(g uint64) {
 	}
 	now := m.clock.Now()
 	var evs []mobike.Event
-	for len(m.queue) > 0 && !m.queue[0].due.After(now) {
-		evs = m.serviceLocked(m.queue[0], now, evs)
+	for m.queue.Len() > 0 && !m.queue.head().due.After(now) {
+		evs = m.serviceLocked(m.queue.head(), now, evs)
 	}
 	// Ride along: when this is a round of sends, a later round all of whose
 	// probers' windows have opened goes now instead of waking the scheduler
@@ -420,7 +428,7 @@ func (m *Manager) wake(g uint64) {
 	// rounds merge). A round goes whole or not at all.
 	if len(m.round) > 0 {
 		open := map[time.Time][]*prober{}
-		for len(m.opening) > 0 && !m.opening[0].tickOpen.After(now) {
+		for m.opening.Len() > 0 && !m.opening.head().tickOpen.After(now) {
 			p := heap.Pop(&m.opening).(*prober)
 			open[p.nextTick] = append(open[p.nextTick], p)
 		}
@@ -871,51 +879,35 @@ func (m *Manager) Close() error {
 	return nil
 }
 
-// openQueue is a min-heap of probers by the opening of their regular
-// probe's window.
-type openQueue []*prober
+// proberHeap is a min-heap of probers by a time (key); each prober keeps
+// its index in the heap (slot), -1 when not queued, so that it can be fixed
+// or removed in place. The Manager has two: by next deadline and by the
+// opening of the regular probe's window.
+type proberHeap struct {
+	ps   []*prober
+	key  func(*prober) time.Time
+	slot func(*prober) *int
+}
 
-func (q openQueue) Len() int           { return len(q) }
-func (q openQueue) Less(i, j int) bool { return q[i].tickOpen.Before(q[j].tickOpen) }
-func (q openQueue) Swap(i, j int) {
-	q[i], q[j] = q[j], q[i]
-	q[i].oidx, q[j].oidx = i, j
+func (q *proberHeap) Len() int           { return len(q.ps) }
+func (q *proberHeap) Less(i, j int) bool { return q.key(q.ps[i]).Before(q.key(q.ps[j])) }
+func (q *proberHeap) Swap(i, j int) {
+	q.ps[i], q.ps[j] = q.ps[j], q.ps[i]
+	*q.slot(q.ps[i]), *q.slot(q.ps[j]) = i, j
 }
-func (q *openQueue) Push(x any) {
+func (q *proberHeap) Push(x any) {
 	p := x.(*prober)
-	p.oidx = len(*q)
-	*q = append(*q, p)
+	*q.slot(p) = len(q.ps)
+	q.ps = append(q.ps, p)
 }
-func (q *openQueue) Pop() any {
-	old := *q
-	p := old[len(old)-1]
-	old[len(old)-1] = nil
-	*q = old[:len(old)-1]
-	p.oidx = -1
+func (q *proberHeap) Pop() any {
+	n := len(q.ps) - 1
+	p := q.ps[n]
+	q.ps[n] = nil
+	q.ps = q.ps[:n]
+	*q.slot(p) = -1
 	return p
 }
 
-// proberQueue is a min-heap of probers by due time.
-type proberQueue []*prober
-
-func (q proberQueue) Len() int { return len(q) }
-func (q proberQueue) Less(i, j int) bool {
-	return q[i].due.Before(q[j].due)
-}
-func (q proberQueue) Swap(i, j int) {
-	q[i], q[j] = q[j], q[i]
-	q[i].qidx, q[j].qidx = i, j
-}
-func (q *proberQueue) Push(x any) {
-	p := x.(*prober)
-	p.qidx = len(*q)
-	*q = append(*q, p)
-}
-func (q *proberQueue) Pop() any {
-	old := *q
-	p := old[len(old)-1]
-	old[len(old)-1] = nil
-	*q = old[:len(old)-1]
-	p.qidx = -1
-	return p
-}
+// head is the heap's first prober; the heap must not be empty.
+func (q *proberHeap) head() *prober { return q.ps[0] }
