@@ -108,9 +108,10 @@ type Controller struct {
 
 	// watched: the SA of each group whose traffic counters are read
 	// (traffic.go); watchList the last ActTrafficWatch.
-	watched   map[SARef]*group
-	watchList []SARef
-	watchDirt bool // SAs or groups changed: recompute the watch
+	watched    map[SARef]*group
+	watchList  []SARef
+	watchConns map[string]bool // connections whose SAs changed: their group's watch is recomputed
+	watchAll   bool            // the groups changed: every group's is
 
 	rankCache map[rankKey]*rankResult
 	candBuf   []policy.Candidate // rank's scratch
@@ -1013,8 +1014,7 @@ func (c *Controller) flush() []Action {
 	c.stopped = c.stopped[:0]
 	// The watched SAs change with the SAs and the groups. Emitted last.
 	var watch []Action
-	if c.watchDirt {
-		c.watchDirt = false
+	if c.watchAll || len(c.watchConns) > 0 {
 		if w, changed := c.syncWatch(); changed {
 			watch = append(watch, w)
 		}
@@ -1098,7 +1098,7 @@ func (c *Controller) onSAList(sas []SA) {
 }
 
 func (c *Controller) upsertSA(sa SA) {
-	c.watchDirt = true
+	c.watchConn(sa.Conn)
 	sa.VIPs = slices.Clone(sa.VIPs)
 	np := saPair(sa)
 	s, ok := c.sas[sa.UniqueID]
@@ -1150,11 +1150,11 @@ func (c *Controller) saChanged(cn *conn) {
 }
 
 func (c *Controller) removeSA(id uint32) {
-	c.watchDirt = true
 	s, ok := c.sas[id]
 	if !ok {
 		return
 	}
+	c.watchConn(s.sa.Conn)
 	cn := c.conns[s.sa.Conn]
 	wasResp := c.responderOnly(cn)
 	c.account(cn, s, -1)

@@ -66,7 +66,7 @@ func groupName(members []*conn) string {
 // backoff and moves but no pending steer.
 func (c *Controller) syncGroups() {
 	c.groupsDirt = false
-	c.watchDirt = true
+	c.watchAll = true
 	var live []*conn
 	for _, cn := range c.connList {
 		if cn.live() {

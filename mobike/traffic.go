@@ -123,25 +123,62 @@ func (c *Controller) onTraffic(ev EvTraffic) {
 	}
 }
 
-// syncWatch recomputes the watched SAs (one per group, watchOf) and
-// returns the
-// ActTrafficWatch to emit when the set changed.
+// watchConn marks connection name's group for syncWatch.
+func (c *Controller) watchConn(name string) {
+	if c.watchConns == nil {
+		c.watchConns = map[string]bool{}
+	}
+	c.watchConns[name] = true
+}
+
+// syncWatch recomputes the watched SAs (one per group, watchOf) of the
+// groups whose SAs changed, or of all after the groups changed, and returns
+// the ActTrafficWatch to emit when the set changed.
 func (c *Controller) syncWatch() (ActTrafficWatch, bool) {
-	var refs []SARef
-	watched := make(map[SARef]*group, len(c.groups))
-	for _, g := range c.groups {
+	changed := false
+	set := func(g *group) {
 		ref, ok := c.watchOf(g)
-		if !ok {
-			g.traffic = nil
-			continue
+		if g.traffic != nil && (!ok || g.traffic.ref != ref) {
+			delete(c.watched, g.traffic.ref)
+			g.traffic, changed = nil, true
 		}
-		if g.traffic == nil || g.traffic.ref != ref {
+		if ok && g.traffic == nil {
 			g.traffic = &traffic{ref: ref}
+			c.watched[ref] = g
+			changed = true
 		}
-		watched[ref] = g
+	}
+	if c.watchAll || c.watched == nil {
+		old := c.watched
+		c.watched = make(map[SARef]*group, len(c.groups))
+		for _, g := range c.groups {
+			if g.traffic != nil {
+				c.watched[g.traffic.ref] = g
+			}
+			set(g)
+		}
+		changed = changed || len(old) != len(c.watched)
+		for ref, g := range old {
+			if c.watched[ref] != g {
+				changed = true
+			}
+		}
+	} else {
+		for name := range c.watchConns {
+			if cn := c.conns[name]; cn != nil && cn.group != nil {
+				set(cn.group)
+			}
+		}
+	}
+	c.watchAll = false
+	clear(c.watchConns)
+	if !changed {
+		return ActTrafficWatch{}, false
+	}
+	refs := make([]SARef, 0, len(c.watched))
+	for ref := range c.watched {
 		refs = append(refs, ref)
 	}
-	c.watched = watched
 	slices.SortFunc(refs, func(a, b SARef) int {
 		if a.Conn != b.Conn {
 			if a.Conn < b.Conn {
