@@ -66,10 +66,13 @@ type CounterReader interface {
 
 const (
 	// DefaultTrafficInterval: a watched SA is read at most this often.
-	DefaultTrafficInterval = 200 * time.Millisecond
+	// The core needs two readings to see a silence (the first after a
+	// failure still shows the replies from before it), so a hint comes
+	// 1–2 intervals after the failure, plus its 100 ms minimum silence.
+	DefaultTrafficInterval = 100 * time.Millisecond
 	// DefaultTrafficBudget: at most this many reads per second in all
 	// (one list-sas call each), whatever the number of watched SAs: with
-	// 1 000 steering groups each is read every 20 s, with 10 every 200 ms.
+	// 1 000 steering groups each is read every 20 s, with 5 every 100 ms.
 	DefaultTrafficBudget = 50
 )
 

@@ -92,12 +92,12 @@ func TestTrafficPollerRoundRobinAndBudget(t *testing.T) {
 	if r, e := p.Stats(); r != 6 || e != 2 {
 		t.Errorf("stats %d reads %d errors", r, e)
 	}
-	// The gap: a round takes the interval (200 ms) while the budget (50/s)
-	// allows; beyond 10 SAs the budget stretches the round.
+	// The gap: a round takes the interval (100 ms) while the budget (50/s)
+	// allows; beyond 5 SAs the budget stretches the round.
 	for _, tc := range []struct {
 		n    int
 		want time.Duration
-	}{{0, 0}, {1, 200 * time.Millisecond}, {4, 50 * time.Millisecond}, {10, 20 * time.Millisecond}, {1000, 20 * time.Millisecond}} {
+	}{{0, 0}, {1, 100 * time.Millisecond}, {4, 25 * time.Millisecond}, {5, 20 * time.Millisecond}, {1000, 20 * time.Millisecond}} {
 		if g := p.Gap(tc.n); g != tc.want {
 			t.Errorf("gap with %d SAs: %s, want %s", tc.n, g, tc.want)
 		}
