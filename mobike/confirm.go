@@ -107,6 +107,14 @@ func (c *Controller) startConfirm(g *group, from Pair, forced bool, target Pair,
 	return cf
 }
 
+// confirmable reports whether a burst may be asked of q's prober: not with
+// IKE probes, whose IKE_SA_INITs a gateway counts as half-open SAs (charon
+// blocks a peer with more than block_threshold, 5 by default: bursts on
+// several candidates took the good pairs down in the lab).
+func confirmable(q *pair) bool {
+	return q != nil && q.started.Pair.Remote.IsValid() && q.started.Method != ProbeIKE
+}
+
 // probeVerdict reports whether p is down on the probes' evidence (not gone,
 // not a local event): the only failure a confirmation can disambiguate.
 func probeVerdict(p *pair) bool {
@@ -203,9 +211,14 @@ func (c *Controller) forcedMove(g *group, steered []*conn, rrs []*rankResult, cu
 	if cp := c.pairs[cur]; cause == SteerPathDown && probeVerdict(cp) {
 		cf = g.confirm
 		if cf == nil || !cf.forced || cf.from != cur {
-			cf = c.startConfirm(g, cur, true, Pair{}, c.confirmCandidates(steered, rrs, cur))
+			cf = nil
+			if pairs := c.confirmCandidates(steered, rrs, cur); len(pairs) > 0 {
+				cf = c.startConfirm(g, cur, true, Pair{}, pairs)
+			}
 		}
-		cf.used = true
+		if cf != nil {
+			cf.used = true
+		}
 	}
 	orders := make([][]int, len(steered))
 	for i := range steered {
@@ -262,7 +275,7 @@ func (c *Controller) confirmCandidates(steered []*conn, rrs []*rankResult, cur P
 	for i := range steered {
 		for _, k := range forcedOrder(rrs[i].ranked, c.filtered(steered, rrs, i, cur), cur) {
 			p := Pair{Local: rrs[i].ranked[k].Local, Remote: rrs[i].ranked[k].Remote}
-			if q := c.pairs[p]; q != nil && !cf.fresh(q) && !slices.Contains(out, p) && len(out) < maxConfirm {
+			if q := c.pairs[p]; confirmable(q) && !cf.fresh(q) && !slices.Contains(out, p) && len(out) < maxConfirm {
 				out = append(out, p)
 			}
 		}
@@ -276,7 +289,7 @@ func (c *Controller) confirmCandidates(steered []*conn, rrs []*rankResult, cur P
 // peer address, w must have answered after cur's last reply, recently.
 func (c *Controller) awaitTarget(g *group, cur, w Pair) bool {
 	cp, wp := c.pairs[cur], c.pairs[w]
-	if cp == nil || wp == nil || (cp.stats.ConsecLost == 0 && !cp.stats.Confirming) ||
+	if cp == nil || !confirmable(wp) || (cp.stats.ConsecLost == 0 && !cp.stats.Confirming) ||
 		(wp.linkIdx != cp.linkIdx && w.Remote != cur.Remote) {
 		return false
 	}

@@ -225,3 +225,15 @@ func TestNonForcedMoveWaitsForStaleSameUplink(t *testing.T) {
 		}
 	})
 }
+
+// Pairs probed with IKE are not confirmed: a burst of IKE_SA_INITs on
+// several candidates counts as half-open SAs at the gateway, which blocks
+// the peer (seen in the lab). The forced move goes at once.
+func TestForcedMoveIKEProbesNotConfirmed(t *testing.T) {
+	pol := policy.Settings{Conns: []policy.ConnPolicy{{Name: "office", Method: policy.MethodIKE}}}
+	c := setup(t, pol, true)
+	acts := c.Step(at(2), lost(pEth, at(2), 3))
+	if st, ok := routed(acts, "office"); !ok || st.Pair != pWlan || strings.Contains(kinds(acts), "confirm") {
+		t.Fatalf("got %s", kinds(acts))
+	}
+}

@@ -118,7 +118,7 @@ func (c *Controller) onTraffic(ev EvTraffic) {
 	}
 	t.hinted = true
 	c.observe(TrafficHint{Group: g.name, SA: t.ref, Pair: g.pair, Silent: silent})
-	if !p.stats.Confirming {
+	if !p.stats.Confirming && confirmable(p) {
 		c.acts = append(c.acts, ActProbeConfirm{Pair: g.pair})
 	}
 }
