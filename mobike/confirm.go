@@ -26,6 +26,8 @@ import (
 // A forced move for a local event (link down, address gone: the pair is
 // gone) or for policy (not allowed) is not delayed: there is nothing to
 // disambiguate, and charon roams on such events by itself within ~100 ms.
+// Nor are pairs probed with IKE confirmed (confirmable): a forced move among
+// them takes the least suspect candidate at once, as before.
 
 const (
 	// freshFor is how recent a reply must be to need no burst.
