@@ -92,12 +92,12 @@ func TestTrafficPollerRoundRobinAndBudget(t *testing.T) {
 	if r, e := p.Stats(); r != 6 || e != 2 {
 		t.Errorf("stats %d reads %d errors", r, e)
 	}
-	// The gap: a round takes the interval (100 ms) while the budget (50/s)
-	// allows; beyond 5 SAs the budget stretches the round.
+	// The gap: a round takes the interval (100 ms) while the budget (20/s)
+	// allows; beyond 2 SAs the budget stretches the round.
 	for _, tc := range []struct {
 		n    int
 		want time.Duration
-	}{{0, 0}, {1, 100 * time.Millisecond}, {4, 25 * time.Millisecond}, {5, 20 * time.Millisecond}, {1000, 20 * time.Millisecond}} {
+	}{{0, 0}, {1, 100 * time.Millisecond}, {2, 50 * time.Millisecond}, {4, 50 * time.Millisecond}, {1000, 50 * time.Millisecond}} {
 		if g := p.Gap(tc.n); g != tc.want {
 			t.Errorf("gap with %d SAs: %s, want %s", tc.n, g, tc.want)
 		}
@@ -134,8 +134,8 @@ func TestTrafficPollerRun(t *testing.T) {
 }
 
 // BenchmarkSACounters is one reading of the poller (charon answers one SA:
-// the call is filtered), the client's side of the cost: at the default
-// budget (50 reads/s) the poller's CPU is 50 × this per second at most.
+// the call is filtered), the client's side of the cost against the fake
+// charon (the lab measured ~0.9 ms of mobiked's CPU per reading).
 func BenchmarkSACounters(b *testing.B) {
 	srv := vicitest.NewServer(filepath.Join(b.TempDir(), "charon.vici"))
 	a := saA
