@@ -106,6 +106,13 @@ type Controller struct {
 	// desiredStale: an entry changed since desired was last compared.
 	desiredStale bool
 
+	// watched: the SA of each group whose traffic counters are read
+	// (traffic.go); watchList the last ActTrafficWatch.
+	watched    map[SARef]*group
+	watchList  []SARef
+	watchConns map[string]bool // connections whose SAs changed: their group's watch is recomputed
+	watchAll   bool            // the groups changed: every group's is
+
 	rankCache map[rankKey]*rankResult
 	candBuf   []policy.Candidate // rank's scratch
 	anyDirty  bool               // some group is dirty
@@ -276,6 +283,8 @@ func (c *Controller) Step(now time.Time, ev Event) []Action {
 		c.observe(ConfigApplied{})
 	case EvPrefer:
 		c.onPrefer(ev)
+	case EvTraffic:
+		c.onTraffic(ev)
 	case EvTimer:
 		// Deadlines are checked below for every event.
 	}
@@ -335,11 +344,17 @@ func (c *Controller) rebuildSLAs() {
 	}
 }
 
-func (c *Controller) slaMask(p *pair) uint64 {
-	var m uint64
+// slaMask returns which of the distinct SLAs p meets: [0] as a candidate,
+// [1] as a connection's current pair (with policy.SLAHysteresis). A change
+// of either re-evaluates the pair's group.
+func (c *Controller) slaMask(p *pair) [2]uint64 {
+	var m [2]uint64
 	for i, s := range c.slas {
 		if s.Met(p.stats.LossRatio, p.rtt()) {
-			m |= 1 << i
+			m[0] |= 1 << i
+		}
+		if s.MetCurrent(p.stats.LossRatio, p.rtt()) {
+			m[1] |= 1 << i
 		}
 	}
 	return m
@@ -912,11 +927,15 @@ func (c *Controller) onProbe(ev EvProbeResult) {
 	// the ranking uses half the RTT of a connection's current pair
 	p.rttClass, p.rttHalfClass = policy.RTTClass(p.rtt()), policy.RTTClass(p.rtt()/2)
 	p.slaMask = c.slaMask(p)
-	if changed || p.stats.NAT != oldNAT || p.rttClass != oldClass || p.rttHalfClass != oldHalf || p.slaMask != oldMask {
-		// Only the group that has the peer address ranks this pair.
-		if g := c.groupOf[k.Remote]; g != nil {
-			c.markGroup(g)
-		}
+	g := c.groupOf[k.Remote]
+	if g == nil {
+		return
+	}
+	// Only the group that has the peer address ranks this pair; a group
+	// waiting for a confirmation looks at every reply of its pairs.
+	if changed || p.stats.NAT != oldNAT || p.rttClass != oldClass || p.rttHalfClass != oldHalf || p.slaMask != oldMask ||
+		(g.confirm != nil && ev.OK) {
+		c.markGroup(g)
 	}
 }
 
@@ -993,6 +1012,13 @@ func (c *Controller) flush() []Action {
 		}
 	}
 	c.stopped = c.stopped[:0]
+	// The watched SAs change with the SAs and the groups. Emitted last.
+	var watch []Action
+	if c.watchAll || len(c.watchConns) > 0 {
+		if w, changed := c.syncWatch(); changed {
+			watch = append(watch, w)
+		}
+	}
 	// What a pair's prober should run changes only with the active set,
 	// the pair set, the connections of its peer address or the policy:
 	// steers, groups, policy and network changes clear activeOK (every pair
@@ -1027,6 +1053,7 @@ func (c *Controller) flush() []Action {
 		c.routingAct = nil
 	}
 	out = append(out, c.acts...)
+	out = append(out, watch...)
 	c.acts = nil
 	if c.decided {
 		c.decided = false
@@ -1071,6 +1098,7 @@ func (c *Controller) onSAList(sas []SA) {
 }
 
 func (c *Controller) upsertSA(sa SA) {
+	c.watchConn(sa.Conn)
 	sa.VIPs = slices.Clone(sa.VIPs)
 	np := saPair(sa)
 	s, ok := c.sas[sa.UniqueID]
@@ -1126,6 +1154,7 @@ func (c *Controller) removeSA(id uint32) {
 	if !ok {
 		return
 	}
+	c.watchConn(s.sa.Conn)
 	cn := c.conns[s.sa.Conn]
 	wasResp := c.responderOnly(cn)
 	c.account(cn, s, -1)

@@ -82,6 +82,8 @@ func kinds(acts []Action) string {
 			s = append(s, "routing "+strings.Join(gs, ","))
 		case ActAlert:
 			s = append(s, fmt.Sprintf("alert %s", a.Reason))
+		case ActProbeConfirm:
+			s = append(s, fmt.Sprintf("confirm %s", a.Pair))
 		}
 	}
 	return strings.Join(s, "; ")
@@ -144,7 +146,17 @@ func TestSteerOnDownAndConfirm(t *testing.T) {
 	if acts := c.Step(at(1), lost(pEth, at(1), 2)); len(acts) != 0 {
 		t.Fatalf("2 losses: %s", kinds(acts))
 	}
+	// Down on the probes' evidence: the candidate, last heard 2 s ago, is
+	// confirmed first (a burst); its reply 5 ms later is the move.
 	acts := c.Step(at(2), lost(pEth, at(2), 3))
+	if got, want := kinds(acts), "confirm 10.2.0.2->10.3.0.2"; got != want {
+		t.Fatalf("got %s, want %s", got, want)
+	}
+	// wlan0's expected answer: 3 × SRTT (10 ms) + the scheduling slack.
+	if got, want := c.NextDeadline(), at(2).Add(30*time.Millisecond+answerSlack); !got.Equal(want) {
+		t.Errorf("deadline %s, want the answer wait %s", got, want)
+	}
+	acts = c.Step(at(2.005), good(pWlan, at(2.005)))
 	if got, want := kinds(acts), "start 10.2.0.2->10.3.0.2 active; routing office@10.2.0.2->10.3.0.2"; got != want {
 		t.Fatalf("got %s, want %s", got, want)
 	}
@@ -155,18 +167,19 @@ func TestSteerOnDownAndConfirm(t *testing.T) {
 	if u := acts[1].(ActRouting).State.Uplinks; len(u) != 2 || u[0].Name != "eth0" || u[1].Name != "wlan0" {
 		t.Errorf("uplinks %+v", u)
 	}
-	if got, want := c.NextDeadline(), at(2).Add(policy.DefaultSteerTimeout); !got.Equal(want) {
+	if got, want := c.NextDeadline(), at(2.005).Add(policy.DefaultSteerTimeout); !got.Equal(want) {
 		t.Errorf("deadline %s, want %s", got, want)
 	}
 	tr := c.TakeTrace()
-	if !traceHas(tr, "operational -> down (consecutive-loss)") || !traceHas(tr, "steer-requested office") {
+	if !traceHas(tr, "operational -> down (consecutive-loss)") || !traceHas(tr, "confirm-requested office off 10.1.0.2->10.3.0.2 (forced): 10.2.0.2->10.3.0.2") ||
+		!traceHas(tr, "steer-requested office") {
 		t.Errorf("trace %v", tr)
 	}
 	acts = c.Step(at(2.1), EvIKEUpdate{Conn: "office", UniqueID: 1, NewLocal: netip.AddrPortFrom(pWlan.Local, 4500), NewRemote: netip.AddrPortFrom(pWlan.Remote, 4500)})
 	if got, want := kinds(acts), "start 10.1.0.2->10.3.0.2 standby"; got != want {
 		t.Errorf("got %s, want %s", got, want)
 	}
-	if !traceHas(c.TakeTrace(), "steer-confirmed office 10.2.0.2->10.3.0.2 after 100ms") {
+	if !traceHas(c.TakeTrace(), "steer-confirmed office 10.2.0.2->10.3.0.2 after 95ms") {
 		t.Error("not confirmed")
 	}
 	if !c.NextDeadline().IsZero() {
@@ -177,6 +190,7 @@ func TestSteerOnDownAndConfirm(t *testing.T) {
 func TestSteerTimeoutBacksOff(t *testing.T) {
 	c := setup(t, policy.Settings{SteerBackoff: 10 * time.Second, SteerBackoffMax: 15 * time.Second}, true)
 	c.Step(at(2), lost(pEth, at(2), 3))
+	c.Step(at(2), good(pWlan, at(2))) // the confirmation's reply
 	now := c.NextDeadline()
 	var backoffs []time.Duration
 	for i := 0; i < 4; i++ {
@@ -193,7 +207,8 @@ func TestSteerTimeoutBacksOff(t *testing.T) {
 		if acts := c.Step(next.Add(-time.Millisecond), EvTimer{}); len(acts) != 0 {
 			t.Fatalf("acted before backoff end: %s", kinds(acts))
 		}
-		acts = c.Step(next, EvTimer{})
+		// A fresh reply (the standby prober's) needs no burst.
+		acts = c.Step(next, good(pWlan, next))
 		if !strings.Contains(kinds(acts), "routing office@10.2.0.2") {
 			t.Fatalf("no retry after backoff: %s", kinds(acts))
 		}
@@ -218,7 +233,8 @@ func TestProhibitOtherPeersAndLearn(t *testing.T) {
 	p6 := mkPair("10.1.0.2", "10.6.0.2")
 	c.Step(at(1.1), good(p6, at(1.1)))
 	c.Step(at(1.1), good(pWlan, at(1.1)))
-	acts := c.Step(at(2), lost(p6, at(2), 3))
+	c.Step(at(2), lost(p6, at(2), 3))
+	acts := c.Step(at(2.01), good(pWlan, at(2.01)))
 	st, _ := routed(acts, "office")
 	if st.Pair != pWlan {
 		t.Fatalf("steer %+v (%s)", st, kinds(acts))
@@ -241,7 +257,8 @@ func TestResponderMonitorOnly(t *testing.T) {
 
 func TestSteerApplyErrorAndCharonDown(t *testing.T) {
 	c := setup(t, policy.Settings{}, true)
-	acts := c.Step(at(2), lost(pEth, at(2), 3))
+	c.Step(at(2), lost(pEth, at(2), 3))
+	acts := c.Step(at(2), good(pWlan, at(2)))
 	gen := acts[len(acts)-1].(ActRouting).Gen
 	acts = c.Step(at(2), EvRoutingApplied{Gen: gen, Failed: []string{"office"}, Err: errors.New("eperm")})
 	// The failed steer is dropped: the routing state goes back to the pair
@@ -272,6 +289,7 @@ func TestSteerApplyErrorAndCharonDown(t *testing.T) {
 func TestPendingAbandonedWhenTargetDies(t *testing.T) {
 	c := setup(t, policy.Settings{}, true)
 	c.Step(at(2), lost(pEth, at(2), 3))
+	c.Step(at(2.01), good(pWlan, at(2.01))) // the confirmation's reply
 	c.TakeTrace()
 	c.Step(at(2.5), lost(pWlan, at(2.5), 3))
 	tr := c.TakeTrace()
@@ -376,6 +394,7 @@ func TestMoveBudgetBlocksFailback(t *testing.T) {
 	pol := policy.Settings{Default: policy.ConnPolicy{MoveBudget: 1, HoldDown: time.Second}}
 	c := setup(t, pol, true)
 	c.Step(at(2), lost(pEth, at(2), 3)) // forced move: allowed, counted
+	c.Step(at(2.01), good(pWlan, at(2.01)))
 	c.Step(at(2.1), EvIKEUpdate{Conn: "office", UniqueID: 1, NewLocal: netip.AddrPortFrom(pWlan.Local, 4500), NewRemote: netip.AddrPortFrom(pWlan.Remote, 4500)})
 	c.Step(at(3), good(pEth, at(3)))
 	c.Step(at(3.2), good(pEth, at(3.2)))
@@ -384,10 +403,10 @@ func TestMoveBudgetBlocksFailback(t *testing.T) {
 	if got := kinds(acts); got != "alert move-budget-exhausted" {
 		t.Fatalf("got %s", got)
 	}
-	if got, want := c.NextDeadline(), at(62); !got.Equal(want) {
+	if got, want := c.NextDeadline(), at(2.01).Add(time.Minute); !got.Equal(want) {
 		t.Errorf("deadline %s, want %s (window end)", got, want)
 	}
-	acts = c.Step(at(62), EvTimer{})
+	acts = c.Step(c.NextDeadline(), EvTimer{})
 	if !strings.Contains(kinds(acts), "routing office@10.1.0.2->10.3.0.2") {
 		t.Errorf("no failback after the window: %s", kinds(acts))
 	}
@@ -419,6 +438,7 @@ func TestDeterministicOrder(t *testing.T) {
 		step(at(0), EvSAList{SAs: sas})
 		step(at(1), good(pWlan, at(1)))
 		step(at(2), lost(pEth, at(2), 3))
+		step(at(2.01), good(pWlan, at(2.01)))
 		return strings.Join(out, "\n")
 	}
 	a, b := run(), run()
@@ -437,6 +457,7 @@ func TestStrings(t *testing.T) {
 		SteerConfirmed{}, SteerFailed{}, HoldDownStarted{}, NATExcluded{}, MoveBudgetExhausted{}, NoPath{},
 		PolicyConflict{}, PolicyConflict{Detail: "x"},
 		PreferChanged{}, PreferChanged{Uplink: "x"}, ConfigApplied{}, CharonChanged{},
+		ConfirmRequested{}, ConfirmRequested{Forced: true}, TrafficHint{},
 	}
 	for _, o := range obs {
 		if o.String() == "" {
@@ -472,9 +493,13 @@ func TestSteerDivertedToKnownPeer(t *testing.T) {
 	for _, p := range []Pair{pEth, pWlan, p4, mkPair("10.2.0.2", "10.4.0.2")} {
 		c.Step(at(0.1), good(p, at(0.1)))
 	}
-	// The forced move avoids both the failed uplink and the failed peer
-	// address when it can.
-	if got := kinds(c.Step(at(2), lost(pEth, at(2), 3))); !strings.Contains(got, "routing office@10.2.0.2->10.4.0.2") {
+	// The forced move confirms its candidates; only (wlan0, 10.4.0.2)
+	// answers, so once the others' answer wait is over it is the target.
+	if got := kinds(c.Step(at(2), lost(pEth, at(2), 3))); strings.Contains(got, "routing") || !strings.Contains(got, "confirm 10.2.0.2->10.4.0.2") {
+		t.Fatalf("got %s", got)
+	}
+	c.Step(at(2.005), good(mkPair("10.2.0.2", "10.4.0.2"), at(2.005)))
+	if got := kinds(c.Step(c.NextDeadline(), EvTimer{})); !strings.Contains(got, "routing office@10.2.0.2->10.4.0.2") {
 		t.Fatalf("got %s", got)
 	}
 	c.TakeTrace()
@@ -502,6 +527,7 @@ func TestSteerWaitsWhileCharonProgresses(t *testing.T) {
 	c.Step(at(0.01), good(pEth, at(0.01)))
 	c.Step(at(0.03), good(pWlan, at(0.03)))
 	c.Step(at(2), lost(pEth, at(2), 3))
+	c.Step(at(2), good(pWlan, at(2)))
 	move := func(now float64, id uint32) {
 		c.Step(at(now), EvIKEUpdate{Conn: "office", UniqueID: id, NewLocal: netip.AddrPortFrom(pWlan.Local, 4500), NewRemote: netip.AddrPortFrom(pWlan.Remote, 4500)})
 	}
@@ -520,6 +546,7 @@ func TestSteerWaitsWhileCharonProgresses(t *testing.T) {
 	// No progress: fails at the deadline.
 	c2 := setup(t, policy.Settings{}, true)
 	c2.Step(at(2), lost(pEth, at(2), 3))
+	c2.Step(at(2), good(pWlan, at(2)))
 	c2.TakeTrace()
 	c2.Step(c2.NextDeadline(), EvTimer{})
 	if !traceHas(c2.TakeTrace(), "steer-failed office 10.2.0.2->10.3.0.2 unconfirmed") {

@@ -157,6 +157,13 @@ func (c *Controller) evaluate(g *group) {
 	steered := c.steered(g)
 	prev := g.pair
 	defer func() {
+		if cf := g.confirm; cf != nil {
+			if !cf.used {
+				g.confirm = nil // the situation it was for is over
+			} else {
+				cf.used = false
+			}
+		}
 		if g.pair != prev {
 			c.routingDirt = true
 			g.dgOK = false
@@ -258,21 +265,10 @@ func (c *Controller) evaluate(g *group) {
 			return
 		}
 		// A forced move restores connectivity first: the lead is the first
-		// member with the least suspect eligible pair (see freshWinner); a
-		// policy conflict this causes is undone by a better-path move after
-		// the hold-down.
-		best := 3
-		for i, rr := range rrs {
-			for k := range rr.ranked {
-				if r := &rr.ranked[k]; r.Eligible {
-					if s := c.suspicion(Pair{Local: r.Local, Remote: r.Remote}, cur); s < best {
-						best, lead = s, i
-					}
-				}
-			}
-		}
-		g.lead = steered[lead].name
-		c.steer(g, cur, c.choose(steered, rrs, lead, cur, true), cause, "current pair "+detail)
+		// member with the best confirmed (or least suspect) eligible pair
+		// (confirm.go); a policy conflict this causes is undone by a
+		// better-path move after the hold-down.
+		c.forcedMove(g, steered, rrs, cur, cause, detail)
 		return
 	}
 	c.clearAlert(g, AlertNoPath, g.name)
@@ -283,7 +279,7 @@ func (c *Controller) evaluate(g *group) {
 		return
 	}
 	leader := steered[lead]
-	w := c.choose(steered, rrs, lead, cur, false)
+	w := c.choose(steered, rrs, lead, cur)
 	wk := Pair{Local: w.Local, Remote: w.Remote}
 	if wk == cur {
 		g.hold = holdKey{}
@@ -339,6 +335,10 @@ func (c *Controller) evaluate(g *group) {
 		return
 	}
 	c.clearAlert(g, AlertMoveBudget, g.name)
+	if c.awaitTarget(g, cur, wk) {
+		c.regroup(g, cur)
+		return
+	}
 	cause, detail := SteerBetterPath, strings.TrimPrefix(w.Reason, "best: ")
 	switch {
 	case preferred:
@@ -538,69 +538,13 @@ func (rr *rankResult) eligible(p Pair) bool {
 	return false
 }
 
-// choose picks the group's pair among the lead's eligible pairs (narrowed to
-// the lead's operator override when it has one): pairs of the current SA's
-// address family when there are any (v4↔v6 is a fallback, never a move for
-// family alone), then the pairs that satisfy the most steered members, then
-// the lead's ranking order; for a forced move the fresh-evidence preference
-// of freshWinner applies among those.
-func (c *Controller) choose(steered []*conn, rrs []*rankResult, lead int, cur Pair, forced bool) *policy.Ranked {
-	lr := rrs[lead]
-	pref := steered[lead].prefer
-	var cands []int
-	for i := range lr.ranked {
-		if r := &lr.ranked[i]; r.Eligible && (pref == "" || r.Uplink.Name == pref) {
-			cands = append(cands, i)
-		}
-	}
-	if len(cands) == 0 {
-		for i := range lr.ranked {
-			if lr.ranked[i].Eligible {
-				cands = append(cands, i)
-			}
-		}
-	}
-	if cur.Remote.IsValid() {
-		same := slices.DeleteFunc(slices.Clone(cands), func(i int) bool { return lr.ranked[i].Remote.Is4() != cur.Remote.Is4() })
-		if len(same) > 0 {
-			cands = same
-		}
-	}
-	if len(steered) > 1 {
-		// Members with identical inputs share one ranking: count each
-		// distinct ranking once, weighted (1 000 connections to one gateway
-		// are one or two rankings).
-		weight := map[*rankResult]int{}
-		var distinct []*rankResult
-		for i, rr := range rrs {
-			if weight[rr] == 0 {
-				distinct = append(distinct, rr)
-			}
-			weight[rr] += steered[i].class.nSteer // rrs are per class
-		}
-		count := make([]int, len(cands))
-		most := 0
-		for j, i := range cands {
-			p := Pair{Local: lr.ranked[i].Local, Remote: lr.ranked[i].Remote}
-			for _, rr := range distinct {
-				if rr.eligible(p) {
-					count[j] += weight[rr]
-				}
-			}
-			most = max(most, count[j])
-		}
-		var best []int
-		for j, i := range cands {
-			if count[j] == most {
-				best = append(best, i)
-			}
-		}
-		cands = best
-	}
-	if forced {
-		return &lr.ranked[c.freshWinner(lr.ranked, cands, cur)]
-	}
-	return &lr.ranked[cands[0]]
+// choose picks the group's pair for a move that is not forced: the first
+// of the lead's candidates (filtered: its operator override, the current
+// pair's address family, the pairs that satisfy the most steered members) in
+// the lead's ranking order.
+func (c *Controller) choose(steered []*conn, rrs []*rankResult, lead int, cur Pair) *policy.Ranked {
+	cands := c.filtered(steered, rrs, lead, cur)
+	return &rrs[lead].ranked[cands[0]]
 }
 
 // natVisible: probes of method m report a NAT verdict (ICMP echo cannot).
@@ -751,27 +695,6 @@ func (c *Controller) conflictWith(cn *conn, p Pair) string {
 		return "the pair has a NAT and it forbids NAT"
 	}
 	return ""
-}
-
-// freshWinner picks the target of a forced move among the candidate indices
-// cands (in ranking order). A candidate on the same uplink as the failed
-// current pair, or towards the same peer address, may share its fault: a
-// standby pair probed once a second has usually not noticed the outage yet
-// (measured in the lab: with 1 001 SAs, the move went first to another pair
-// of the blackholed uplink that had answered 0.1 s after the failed pair's
-// last reply, before the blackhole). So the first choice is the best
-// candidate that shares neither; only when there is none, a suspect pair that
-// answered after the failed pair's last reply; and only then the first
-// candidate.
-func (c *Controller) freshWinner(ranked []policy.Ranked, cands []int, cur Pair) int {
-	best, at := 3, cands[0]
-	for _, i := range cands {
-		r := &ranked[i]
-		if s := c.suspicion(Pair{Local: r.Local, Remote: r.Remote}, cur); s < best {
-			best, at = s, i
-		}
-	}
-	return at
 }
 
 // suspicion grades a candidate for a forced move off the failed pair cur:

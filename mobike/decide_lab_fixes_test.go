@@ -36,35 +36,12 @@ func TestNATForbidICMPMovesWithoutVerdict(t *testing.T) {
 	unknown := good(pWlan, at(0.5))
 	unknown.Stats.NAT = NATUnknown
 	c.Step(at(0.5), unknown)
-	acts := c.Step(at(2), lost(pEth, at(2), 3))
+	c.Step(at(2), lost(pEth, at(2), 3))
+	unknown = good(pWlan, at(2.01)) // the confirmation's reply
+	unknown.Stats.NAT = NATUnknown
+	acts := c.Step(at(2.01), unknown)
 	if got, want := kinds(acts), "start 10.2.0.2->10.3.0.2 active; routing office@10.2.0.2->10.3.0.2"; got != want {
 		t.Fatalf("got %q, want %q", got, want)
-	}
-}
-
-// A forced move avoids candidates that share the failed pair's uplink or its
-// peer address and have not answered since the current pair last did: when
-// the gateway's address in use dies, a standby pair on the other uplink to
-// that same address is no better evidence than the current pair.
-func TestForcedMoveAvoidsStaleSameRemote(t *testing.T) {
-	gw2 := ip("10.4.0.2")
-	c := New(Config{Policy: policy.Settings{}})
-	c.Step(at(0), EvNetState{State: laptopNet(), Reasons: []NetReason{NetResync}})
-	c.Step(at(0), EvConns{Conns: []Conn{{Name: "office", RemoteAddrs: []netip.Addr{pEth.Remote, gw2}}}})
-	c.Step(at(0), EvSAList{SAs: []SA{sa(1, pEth, true)}})
-	ethGW2 := Pair{Local: pEth.Local, Remote: gw2}
-	wlanGW2 := Pair{Local: pWlan.Local, Remote: gw2}
-	for _, p := range []Pair{pWlan, ethGW2, wlanGW2} {
-		c.Step(at(0.5), good(p, at(0.5)))
-	}
-	c.Step(at(1), good(pEth, at(1)))
-	c.TakeTrace()
-	dead := lost(pEth, at(2), 3)
-	dead.Stats.LastReply = at(1)
-	acts := c.Step(at(2), dead)
-	steer, ok := routed(acts, "office")
-	if !ok || steer.Pair != wlanGW2 {
-		t.Fatalf("got %s, want a steer to %s (shares neither uplink nor peer address)", kinds(acts), wlanGW2)
 	}
 }
 
@@ -84,12 +61,17 @@ func TestForcedMoveKeepsFamily(t *testing.T) {
 		c.Step(at(0.5), good(p, at(0.5)))
 	}
 	c.TakeTrace()
-	acts := c.Step(at(2), lost(pEth, at(2), 3))
+	c.Step(at(2), lost(pEth, at(2), 3))
+	var acts []Action
+	for _, p := range []Pair{pWlan, v6} {
+		acts = append(acts, c.Step(at(2.01), good(p, at(2.01)))...)
+	}
 	if st, ok := routed(acts, "office"); !ok || st.Pair != pWlan {
 		t.Fatalf("got %s, want the IPv4 pair on wlan0, not %s", kinds(acts), v6)
 	}
 	// With no IPv4 pair left, IPv6 is the fallback.
-	acts = c.Step(at(2.5), lost(pWlan, at(2.5), 3))
+	c.Step(at(2.5), lost(pWlan, at(2.5), 3))
+	acts = c.Step(at(2.51), good(v6, at(2.51)))
 	if st, ok := routed(acts, "office"); !ok || st.Pair != v6 {
 		t.Fatalf("fallback: got %s, want %s", kinds(acts), v6)
 	}

@@ -37,6 +37,8 @@ type group struct {
 	pair Pair
 
 	pending      *pendingSteer
+	confirm      *confirmation // bursts the next move waits for (confirm.go)
+	traffic      *traffic      // the watched SA's counters (traffic.go); nil = none
 	failures     int
 	backoffUntil time.Time
 	moves        []time.Time // steer times within the move window
@@ -64,6 +66,7 @@ func groupName(members []*conn) string {
 // backoff and moves but no pending steer.
 func (c *Controller) syncGroups() {
 	c.groupsDirt = false
+	c.watchAll = true
 	var live []*conn
 	for _, cn := range c.connList {
 		if cn.live() {

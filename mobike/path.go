@@ -229,7 +229,7 @@ type pair struct {
 	stable     time.Time // entry into operational; zero when not operational
 	stats      PathStats
 	started    ActProbeStart // last start emitted; zero Pair = not started
-	slaMask    uint64        // which of the controller's distinct SLAs the pair meets
+	slaMask    [2]uint64     // which of the controller's distinct SLAs the pair meets (Controller.slaMask)
 	deprecated bool          // the local address is deprecated
 	rttClass   int
 	// rttHalfClass is the class of half the RTT: what the ranking uses

@@ -140,6 +140,16 @@ type PreferChanged struct {
 	Until  time.Time
 }
 
+// ConfirmRequested: before moving the group off From, the core asked for
+// confirmation bursts on Pairs (the candidates of a forced move, or the
+// target of a move away from a suspect pair).
+type ConfirmRequested struct {
+	Group  string
+	From   Pair
+	Pairs  []Pair
+	Forced bool
+}
+
 // ConfigApplied: a new policy is in force.
 type ConfigApplied struct{}
 
@@ -162,6 +172,7 @@ func (NATExcluded) isObservation()         {}
 func (MoveBudgetExhausted) isObservation() {}
 func (NoPath) isObservation()              {}
 func (PreferChanged) isObservation()       {}
+func (ConfirmRequested) isObservation()    {}
 func (ConfigApplied) isObservation()       {}
 func (CharonChanged) isObservation()       {}
 
@@ -220,6 +231,13 @@ func (o PreferChanged) String() string {
 		return fmt.Sprintf("prefer-cleared %s", o.Conn)
 	}
 	return fmt.Sprintf("prefer %s %s until %s", o.Conn, o.Uplink, o.Until.UTC().Format(time.RFC3339Nano))
+}
+func (o ConfirmRequested) String() string {
+	why := "target"
+	if o.Forced {
+		why = "forced"
+	}
+	return fmt.Sprintf("confirm-requested %s off %s (%s): %s", o.Group, o.From, why, pairList(o.Pairs))
 }
 func (ConfigApplied) String() string   { return "config-applied" }
 func (o CharonChanged) String() string { return fmt.Sprintf("charon up=%t", o.Up) }

@@ -88,8 +88,11 @@ func Eligibility(conn ConnPolicy, c Candidate) string {
 }
 
 // SLAMet reports whether the candidate meets the SLA (zero fields are
-// defaults).
+// defaults); the current pair with the SLAHysteresis margin.
 func SLAMet(sla SLA, c Candidate) bool {
+	if c.Current {
+		return c.Usable && sla.MetCurrent(c.Loss, c.RTT)
+	}
 	return c.Usable && sla.Met(c.Loss, c.RTT)
 }
 

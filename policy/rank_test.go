@@ -209,7 +209,11 @@ func slowRank(conn ConnPolicy, cands []Candidate) []Ranked {
 			}
 		}
 		eligible := allowed && !c.Uplink.Exclude && c.Usable && !(c.NAT && conn.NAT == NATForbid)
-		sla := c.Usable && c.Loss <= conn.SLA.MaxLoss && c.RTT <= conn.SLA.MaxRTT
+		maxLoss, maxRTT := conn.SLA.MaxLoss, float64(conn.SLA.MaxRTT)
+		if c.Current {
+			maxLoss, maxRTT = 1.5*maxLoss, 1.5*maxRTT // hysteresis for the incumbent
+		}
+		sla := c.Usable && c.Loss <= maxLoss && float64(c.RTT) <= maxRTT
 		class, rtt := 0, c.RTT
 		if c.Current {
 			rtt /= 2 // hysteresis for the incumbent
@@ -385,6 +389,37 @@ func TestPercentMatchesFmt(t *testing.T) {
 	for _, x := range []float64{0, 0.0004999, 0.0005, 0.00051, 0.1, 1.0 / 3, 0.9995, 1, 12.5, math.NaN(), math.Inf(1), -0.25} {
 		if got, want := percent(x), fmt.Sprintf("%.1f%%", 100*x); got != want {
 			t.Errorf("percent(%v) = %q, want %q", x, got, want)
+		}
+	}
+}
+
+func TestSLAMetCurrentHysteresis(t *testing.T) {
+	sla := SLA{MaxLoss: 0.1, MaxRTT: 200 * time.Millisecond}
+	for _, tc := range []struct {
+		loss        float64
+		rtt         time.Duration
+		met, metCur bool
+	}{
+		{0.1, 200 * time.Millisecond, true, true},
+		{0.12, 100 * time.Millisecond, false, true},
+		{0.15, 100 * time.Millisecond, false, true},
+		{0.151, 100 * time.Millisecond, false, false},
+		{0, 300 * time.Millisecond, false, true},
+		{0, 301 * time.Millisecond, false, false},
+	} {
+		if got := sla.Met(tc.loss, tc.rtt); got != tc.met {
+			t.Errorf("Met(%v, %v) = %t", tc.loss, tc.rtt, got)
+		}
+		if got := sla.MetCurrent(tc.loss, tc.rtt); got != tc.metCur {
+			t.Errorf("MetCurrent(%v, %v) = %t", tc.loss, tc.rtt, got)
+		}
+		c := Candidate{Usable: true, Loss: tc.loss, RTT: tc.rtt}
+		if SLAMet(sla, c) != tc.met {
+			t.Errorf("SLAMet candidate %+v", tc)
+		}
+		c.Current = true
+		if SLAMet(sla, c) != tc.metCur {
+			t.Errorf("SLAMet current %+v", tc)
 		}
 	}
 }

@@ -459,6 +459,11 @@ func drain(ch chan govici.Event) (evs []govici.Event, ok bool) {
 // many SAs, while a subscriber channel receives every event before the
 // response is queued.
 func (c *Client) listCall(ctx context.Context, cmd, event string) ([]*govici.Message, error) {
+	return c.listCallMsg(ctx, cmd, event, nil)
+}
+
+// listCallMsg is listCall with a request message (filters).
+func (c *Client) listCallMsg(ctx context.Context, cmd, event string, in *govici.Message) ([]*govici.Message, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.cmd == nil {
@@ -469,7 +474,7 @@ func (c *Client) listCall(ctx context.Context, cmd, event string) ([]*govici.Mes
 	}
 	cctx, cancel := c.callCtx(ctx)
 	defer cancel()
-	if _, err := c.cmd.Call(cctx, cmd, nil); err != nil {
+	if _, err := c.cmd.Call(cctx, cmd, in); err != nil {
 		return nil, fmt.Errorf("vici: %s: %w", cmd, err)
 	}
 	evs, _ := drain(c.listCh)

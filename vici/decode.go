@@ -48,25 +48,27 @@ type IKESA struct {
 
 // ChildSA is the typed form of list_child data.
 type ChildSA struct {
-	Section   string // key of the section (<name>-<uniqueid> in list-sa)
-	Name      string
-	UniqueID  uint32
-	ReqID     uint32
-	State     string
-	Mode      string
-	Protocol  string
-	Encap     bool
-	SPIIn     string
-	SPIOut    string
-	MarkIn    string
-	MarkOut   string
-	IfIDIn    string
-	IfIDOut   string
-	BytesIn   uint64
-	BytesOut  uint64
-	LocalTS   []netip.Prefix
-	RemoteTS  []netip.Prefix
-	Installed bool // spi-in present
+	Section    string // key of the section (<name>-<uniqueid> in list-sa)
+	Name       string
+	UniqueID   uint32
+	ReqID      uint32
+	State      string
+	Mode       string
+	Protocol   string
+	Encap      bool
+	SPIIn      string
+	SPIOut     string
+	MarkIn     string
+	MarkOut    string
+	IfIDIn     string
+	IfIDOut    string
+	BytesIn    uint64
+	BytesOut   uint64
+	PacketsIn  uint64
+	PacketsOut uint64
+	LocalTS    []netip.Prefix
+	RemoteTS   []netip.Prefix
+	Installed  bool // spi-in present
 }
 
 // SA converts to the core's view.
@@ -283,6 +285,8 @@ func decodeChild(key string, m *govici.Message) (ChildSA, error) {
 	c.IfIDOut = str(m, "if-id-out")
 	c.BytesIn, _ = strconv.ParseUint(str(m, "bytes-in"), 10, 64)
 	c.BytesOut, _ = strconv.ParseUint(str(m, "bytes-out"), 10, 64)
+	c.PacketsIn, _ = strconv.ParseUint(str(m, "packets-in"), 10, 64)
+	c.PacketsOut, _ = strconv.ParseUint(str(m, "packets-out"), 10, 64)
 	c.LocalTS = parseTS(list(m, "local-ts"))
 	c.RemoteTS = parseTS(list(m, "remote-ts"))
 	return c, nil

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"time"
 
@@ -164,7 +165,8 @@ type benchConfig struct {
 	config     string // mobiked YAML; "" = lab.LabMobikedConfig
 	profile    string // "lab", "defaults" (no config file) or the config file's name
 	lead       time.Duration
-	logDir     string // keep mobiked's and charon's logs here
+	logDir     string        // keep mobiked's and charon's logs here
+	dpd        time.Duration // mn's dpd_delay
 	out        io.Writer
 }
 
@@ -182,8 +184,12 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	cfgFile := fs.String("mobiked-config", "", "mobiked configuration YAML (default: the lab's)")
 	profile := fs.String("profile", "lab", "mobiked's configuration: lab (the lab's tuned config) or defaults (no config file at all)")
 	logDir := fs.String("logs", "", "keep each run's mobiked and charon logs in DIR")
+	dpd := fs.Duration("dpd", 5*time.Second, "mn's charon dpd_delay for every connection (lab SA and scale SAs)")
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	if *dpd < time.Second {
+		return usageError{errors.New("--dpd must be at least 1s")}
 	}
 	if *runs < 1 {
 		return usageError{errors.New("--runs must be at least 1")}
@@ -204,7 +210,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return usageError{fmt.Errorf("unknown scenario %q (want %s)", n, strings.Join(allScenarios, ", "))}
 		}
 	}
-	cfg := benchConfig{name: *name, runs: *runs, sas: *sas, lead: 3 * time.Second, out: stdout, profile: "lab", logDir: *logDir}
+	cfg := benchConfig{name: *name, runs: *runs, sas: *sas, lead: 3 * time.Second, out: stdout, profile: "lab", logDir: *logDir, dpd: *dpd}
 	for _, m := range strings.Split(*modes, ",") {
 		switch Mode(m) {
 		case ModeCharon, ModeMobiked:
@@ -391,7 +397,7 @@ func (r *benchRun) onA(local string) bool {
 
 // runScenario brings a fresh lab up in mode, runs sc once and measures it.
 func runScenario(ctx context.Context, cfg benchConfig, sc scenario, m Mode, run int) (RunMetrics, error) {
-	o := lab.Options{Name: cfg.name, DPD: 5 * time.Second, NATB: sc.natB}
+	o := lab.Options{Name: cfg.name, DPD: cfg.dpd, NATB: sc.natB}
 	if sc.name == "scale" {
 		o.ExtraConns = cfg.sas
 	}
@@ -465,6 +471,8 @@ func runScenario(ctx context.Context, cfg benchConfig, sc scenario, m Mode, run 
 	}
 	r.pingT0 = pinger.Start()
 	var cpu0 lab.ProcStats
+	var udp0gw, udp0mn uint64 // UDP receive-buffer drops before the impairment
+	var udp0gwOK, udp0mnOK bool
 	mpid := l.St.Pids["mobiked"]
 	actErr := func() error {
 		var p0 []control.PathRow
@@ -480,6 +488,12 @@ func runScenario(ctx context.Context, cfg benchConfig, sc scenario, m Mode, run 
 		}
 		if mpid > 0 {
 			cpu0, _ = lab.ReadProcStats(mpid)
+		}
+		if sc.name == "scale" {
+			u, err := udpRcvbufErrors(ctx, l, "gw")
+			udp0gw, udp0gwOK = u, err == nil
+			u, err = udpRcvbufErrors(ctx, l, "mn")
+			udp0mn, udp0mnOK = u, err == nil
 		}
 		return sc.act(ctx, r)
 	}()
@@ -526,11 +540,35 @@ func runScenario(ctx context.Context, cfg benchConfig, sc scenario, m Mode, run 
 	if sc.name == "scale" {
 		s := &Scale{SAs: r.sas + 1, SetupS: setup.Seconds(), Moved: r.movedCount(), MobikedPID: mpid}
 		var last time.Time
+		var times []float64
 		seen := map[string]bool{}
 		for _, e := range evs {
 			if e.Name == "ike-update" && !r.onA(e.Local) && !e.At.Before(r.ref) && !seen[e.UniqueID] {
 				seen[e.UniqueID] = true
 				last = e.At
+				times = append(times, e.At.Sub(r.ref).Seconds())
+			}
+		}
+		s.MovedP50S, s.MovedP90S, s.Within1500ms = moveQuantiles(times, 1.5)
+		if b, err := os.ReadFile(l.CharonLog("mn")); err == nil {
+			cs := charonLogSplit(b, r.ref)
+			s.CharonDPDs, s.CharonRetransmits, s.CharonPathProbings = cs.dpds, cs.retransmits, cs.probings
+			s.CharonRoamed, s.CharonRoamFirstS, s.CharonRoamLastS = cs.roamed, cs.roamFirst.Seconds(), cs.roamLast.Seconds()
+			s.CharonDelayedSAs, s.CharonDelayedMovedS, s.CharonUndelayedMovedS = cs.delayed, cs.delayedMoved.Seconds(), cs.movedUndelayed.Seconds()
+		}
+		if b, err := os.ReadFile(l.MobikedLog()); err == nil {
+			if d, ok := mobikedSteerAt(b, r.ref); ok {
+				s.SteerS = d.Seconds()
+			}
+		}
+		for _, n := range []struct {
+			node string
+			v0   uint64
+			ok0  bool
+			dst  *uint64
+		}{{"gw", udp0gw, udp0gwOK, &s.GWUDPRcvbufErrors}, {"mn", udp0mn, udp0mnOK, &s.MNUDPRcvbufErrors}} {
+			if v, err := udpRcvbufErrors(ctx, l, n.node); err == nil && n.ok0 && v >= n.v0 {
+				*n.dst = v - n.v0
 			}
 		}
 		if s.Moved >= r.sas+1 {
@@ -551,6 +589,125 @@ func runScenario(ctx context.Context, cfg benchConfig, sc scenario, m Mode, run 
 		rm.Load = strings.Join(strings.Fields(string(b))[:3], " ")
 	}
 	return rm, nil
+}
+
+// charonSplit is what the mn charon's log (time_format %T, time_add_ms,
+// ike_name) tells about a scale run after the impairment.
+type charonSplit struct {
+	dpds, retransmits, probings int
+	// roamFirst, roamLast: when charon first and last noticed, for an
+	// IKE_SA, that the steered route made its path "not preferred anymore"
+	// (since the impairment); roamed counts those IKE_SAs.
+	roamFirst, roamLast time.Duration
+	roamed              int
+	// delayed: IKE_SAs whose MOBIKE update had to wait for an exchange in
+	// flight (a DPD sent on the dead path); delayedMoved the time of the
+	// last of them to change its local address.
+	delayed      int
+	delayedMoved time.Duration
+	// movedUndelayed: the last local-address change of the other IKE_SAs.
+	movedUndelayed time.Duration
+}
+
+// charonLogSplit parses a charon log from ref's time of day on (the log
+// has no date: a run is assumed not to span midnight).
+func charonLogSplit(log []byte, ref time.Time) charonSplit {
+	var cs charonSplit
+	from := ref.Format("15:04:05.000")
+	day := time.Date(ref.Year(), ref.Month(), ref.Day(), 0, 0, 0, 0, ref.Location())
+	roamed, delayed, moved := map[string]bool{}, map[string]bool{}, map[string]time.Duration{}
+	for _, line := range strings.Split(string(log), "\n") {
+		if len(line) < len(from) || line[:len(from)] < from {
+			continue
+		}
+		tod, err := time.ParseInLocation("15:04:05.000", line[:len(from)], ref.Location())
+		if err != nil {
+			continue
+		}
+		at := day.Add(tod.Sub(time.Date(0, 1, 1, 0, 0, 0, 0, ref.Location()))).Sub(ref)
+		sa := ""
+		if i := strings.Index(line, "> "); i > 0 {
+			if j := strings.LastIndex(line[:i], " <"); j > 0 {
+				sa = line[j+2 : i]
+			}
+		}
+		switch {
+		case strings.Contains(line, "sending DPD request"):
+			cs.dpds++
+		case strings.Contains(line, " retransmit ") && strings.Contains(line, " of request"):
+			cs.retransmits++
+		case strings.Contains(line, "path probing attempt"):
+			cs.probings++
+		case strings.Contains(line, "old path is not preferred anymore") && sa != "" && !roamed[sa]:
+			roamed[sa] = true
+			if cs.roamed == 0 {
+				cs.roamFirst = at
+			}
+			cs.roamed++
+			cs.roamLast = at
+		case strings.Contains(line, "delaying task initiation") && roamed[sa]:
+			delayed[sa] = true
+		case strings.Contains(line, "local endpoint changed") && sa != "":
+			if _, ok := moved[sa]; !ok {
+				moved[sa] = at
+			}
+		}
+	}
+	cs.delayed = len(delayed)
+	for sa, at := range moved {
+		if delayed[sa] {
+			cs.delayedMoved = max(cs.delayedMoved, at)
+		} else {
+			cs.movedUndelayed = max(cs.movedUndelayed, at)
+		}
+	}
+	return cs
+}
+
+// mobikedSteerAt is the time of the first steer request at or after ref in
+// mobiked's log (slog text: time=RFC 3339 ... msg=SteerRequested); ok is
+// false when there is none.
+func mobikedSteerAt(log []byte, ref time.Time) (time.Duration, bool) {
+	for _, line := range strings.Split(string(log), "\n") {
+		if !strings.Contains(line, "msg=SteerRequested") || !strings.HasPrefix(line, "time=") {
+			continue
+		}
+		f, _, _ := strings.Cut(strings.TrimPrefix(line, "time="), " ")
+		at, err := time.Parse(time.RFC3339Nano, f)
+		if err != nil || at.Before(ref) {
+			continue
+		}
+		return at.Sub(ref), true
+	}
+	return 0, false
+}
+
+// udpRcvbufErrors is the Udp RcvbufErrors counter of node's namespace
+// (datagrams dropped because a socket's receive buffer was full).
+func udpRcvbufErrors(ctx context.Context, l *lab.Lab, node string) (uint64, error) {
+	out, err := l.Exec(ctx, node, "cat", "/proc/net/snmp")
+	if err != nil {
+		return 0, err
+	}
+	return parseSNMP(out, "Udp", "RcvbufErrors")
+}
+
+// parseSNMP returns a counter of /proc/net/snmp (a header line and a value
+// line per protocol).
+func parseSNMP(b []byte, proto, field string) (uint64, error) {
+	lines := strings.Split(string(b), "\n")
+	for i := 0; i+1 < len(lines); i++ {
+		h, v := strings.Fields(lines[i]), strings.Fields(lines[i+1])
+		if len(h) == 0 || h[0] != proto+":" || len(v) != len(h) || v[0] != proto+":" {
+			continue
+		}
+		for k := 1; k < len(h); k++ {
+			if h[k] == field {
+				return strconv.ParseUint(v[k], 10, 64)
+			}
+		}
+	}
+	return 0, fmt.Errorf("snmp: no %s %s", proto, field)
 }
 
 // scaleWindow is how many scale SAs may be half-open at once: the gateway's
@@ -664,12 +821,12 @@ func activeBps(before, after []control.PathRow, d time.Duration) float64 {
 	return float64(bytes) / d.Seconds()
 }
 
-// keepLogs copies the run's mobiked and mn charon logs into dir (best effort).
+// keepLogs copies the run's mobiked log and both charons' logs into dir (best effort).
 func keepLogs(l *lab.Lab, dir, prefix string) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return
 	}
-	for _, f := range []struct{ src, suffix string }{{l.MobikedLog(), "mobiked.log"}, {l.CharonLog("mn"), "charon-mn.log"}} {
+	for _, f := range []struct{ src, suffix string }{{l.MobikedLog(), "mobiked.log"}, {l.CharonLog("mn"), "charon-mn.log"}, {l.CharonLog("gw"), "charon-gw.log"}} {
 		if b, err := os.ReadFile(f.src); err == nil {
 			_ = os.WriteFile(filepath.Join(dir, prefix+"-"+f.suffix), b, 0o644)
 		}

@@ -57,6 +57,53 @@ type Scale struct {
 	CPUS       float64  `json:"cpu_s"`       // mobiked CPU (user+sys) from the impairment to the end
 	CPUTotalS  float64  `json:"cpu_total_s"` // mobiked CPU since it started
 	MobikedPID int      `json:"mobiked_pid"` // the process measured
+	// MovedP50S and MovedP90S are the impairment → move times of the
+	// median and the 90th-percentile SA (of those that moved).
+	MovedP50S float64 `json:"moved_p50_s"`
+	MovedP90S float64 `json:"moved_p90_s"`
+	// Within1500ms counts the SAs moved at most 1.5 s after the impairment.
+	Within1500ms int `json:"moved_within_1500ms"`
+	// Charon's log after the impairment: exchanges retransmitted on a
+	// timer (path probing attempts, retransmits), DPDs started.
+	CharonPathProbings int `json:"charon_path_probings"`
+	CharonRetransmits  int `json:"charon_retransmits"`
+	CharonDPDs         int `json:"charon_dpds"`
+	// Where the time goes (seconds after the impairment). SteerS:
+	// mobiked's steer request (its share: detection, confirmation and the
+	// decision). CharonRoamFirstS/LastS: charon noticing the steered route
+	// for its first and last IKE_SA (CharonRoamed of them). Of those,
+	// CharonDelayedSAs had an exchange in flight on the dead path (a DPD)
+	// that their MOBIKE update waited for; the last of them changed its
+	// local address at CharonDelayedMovedS, the last of the others at
+	// CharonUndelayedMovedS.
+	SteerS                float64 `json:"steer_s"`
+	CharonRoamed          int     `json:"charon_roamed"`
+	CharonRoamFirstS      float64 `json:"charon_roam_first_s"`
+	CharonRoamLastS       float64 `json:"charon_roam_last_s"`
+	CharonDelayedSAs      int     `json:"charon_delayed_sas"`
+	CharonDelayedMovedS   float64 `json:"charon_delayed_moved_s"`
+	CharonUndelayedMovedS float64 `json:"charon_undelayed_moved_s"`
+	// UDP datagrams dropped on a full socket receive buffer during the
+	// run, in the gateway's and the mobile node's namespaces.
+	GWUDPRcvbufErrors uint64 `json:"gw_udp_rcvbuf_errors"`
+	MNUDPRcvbufErrors uint64 `json:"mn_udp_rcvbuf_errors"`
+}
+
+// moveQuantiles returns the median and 90th percentile of the sorted
+// durations ds (seconds) and how many are at most lim.
+func moveQuantiles(ds []float64, lim float64) (p50, p90 float64, within int) {
+	if len(ds) == 0 {
+		return 0, 0, 0
+	}
+	ds = slices.Clone(ds)
+	slices.Sort(ds)
+	q := func(f float64) float64 { return ds[min(len(ds)-1, int(math.Ceil(f*float64(len(ds))))-1)] }
+	for _, d := range ds {
+		if d <= lim {
+			within++
+		}
+	}
+	return q(0.5), q(0.9), within
 }
 
 // ScenarioResult is one scenario in one mode over all runs.
@@ -257,7 +304,10 @@ func writeNotes(w io.Writer, results []ScenarioResult) {
 				if sc.AllMovedS != nil {
 					all = fmt.Sprintf("all moved in %.2fs", *sc.AllMovedS)
 				}
-				p := fmt.Sprintf("%d SAs (setup %.1fs), %d moved, %s", sc.SAs, sc.SetupS, sc.Moved, all)
+				p := fmt.Sprintf("%d SAs (setup %.1fs), %d moved, %s (median %.2fs, p90 %.2fs, %d within 1.5s); mobiked steered at %.2fs; charon after the impairment: roamed %d SAs from %.2fs to %.2fs, %d waited for an exchange in flight (last moved %.2fs, the others by %.2fs), %d DPDs, %d retransmits, %d path probings; UDP receive-buffer drops gw %d, mn %d",
+					sc.SAs, sc.SetupS, sc.Moved, all, sc.MovedP50S, sc.MovedP90S, sc.Within1500ms, sc.SteerS,
+					sc.CharonRoamed, sc.CharonRoamFirstS, sc.CharonRoamLastS, sc.CharonDelayedSAs, sc.CharonDelayedMovedS, sc.CharonUndelayedMovedS,
+					sc.CharonDPDs, sc.CharonRetransmits, sc.CharonPathProbings, sc.GWUDPRcvbufErrors, sc.MNUDPRcvbufErrors)
 				if sc.MobikedPID > 0 {
 					p += fmt.Sprintf(", mobiked RSS %.1f MB (peak %.1f MB), CPU %.2fs during the move (%.2fs total)", sc.RSSMB, sc.PeakRSSMB, sc.CPUS, sc.CPUTotalS)
 				}

@@ -36,6 +36,7 @@ type daemon struct {
 	mon     *monitor.Monitor
 	probes  *probe.Manager
 	charon  *vici.Client
+	traffic *vici.TrafficPoller // the watched SAs' counters (in-band evidence)
 	steerer *steer.Steerer
 	metrics *daemonMetrics
 	// reflector answers peers' STAMP probes; nil when reflector.listen is
@@ -156,6 +157,7 @@ func newDaemon(f flags, cfg *policy.Config, log *slog.Logger) (*daemon, error) {
 		},
 	})
 	d.charon = vici.New(vici.Options{Socket: f.viciSocket, Logger: log})
+	d.traffic = vici.NewTrafficPoller(d.charon, vici.TrafficOptions{Logger: log})
 	d.core = mobike.New(mobike.Config{Policy: cfg.Settings()})
 	d.metrics = newDaemonMetrics()
 	d.loop = runloop.New(d.core, d, nil, d.observe)
@@ -179,12 +181,13 @@ func (d *daemon) run(ctx context.Context) error {
 	goRun("hooks", d.hooks.run)
 	goRun("monitor", d.mon.Run)
 	goRun("vici", d.charon.Run)
+	goRun("traffic", d.traffic.Run)
 	goRun("steer", d.steerer.Run)
 	if d.reflector != nil {
 		d.reflector.start(ctx)
 		d.log.Info("stamp reflector listening", "addr", d.cfg.Reflector.Listen.String(), "authenticated", d.cfg.Reflector.Key != "")
 	}
-	for _, ch := range []<-chan mobike.Event{d.mon.Events(), d.charon.Events(), d.probes.Events(), d.steerer.Events()} {
+	for _, ch := range []<-chan mobike.Event{d.mon.Events(), d.charon.Events(), d.probes.Events(), d.steerer.Events(), d.traffic.Events()} {
 		wg.Add(1)
 		go func() { defer wg.Done(); d.loop.Source(ctx, ch) }()
 	}
@@ -342,6 +345,8 @@ func (d *daemon) Execute(ctx context.Context, now time.Time, a mobike.Action) []
 		if err := d.probes.Apply(a); err != nil {
 			d.log.Warn("probe action failed", "action", fmt.Sprintf("%T", a), "err", err)
 		}
+	case mobike.ActTrafficWatch:
+		d.traffic.Watch(a)
 	case mobike.ActRouting:
 		// Applied off the loop; the steerer reports back (EvRoutingApplied).
 		d.steerer.Submit(a)

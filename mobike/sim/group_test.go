@@ -74,10 +74,12 @@ func TestScenarioGroupPolicyConflict(t *testing.T) {
 	}
 	w.SetLinkImpair("eth0", sim.Impair{Blackhole: true})
 	w.Run(sec(5))
-	// Forced: the least suspect pair of any member (office has only pairs on
-	// the dead uplink), so the conflict moves to office.
-	wantPair(t, w, "office", pair(wlanA, peer2))
-	wantPair(t, w, "backup", pair(wlanA, peer2))
+	// Forced: the candidates are confirmed first; office's (on the dead
+	// uplink) stay silent, backup's answer, and the first of them moves the
+	// local address only (peer1 answers on wlan0), so the conflict moves to
+	// office.
+	wantPair(t, w, "office", pair(wlanA, peer1))
+	wantPair(t, w, "backup", pair(wlanA, peer1))
 	if count(w, "act alert warning office policy-conflict") != 1 || count(w, "policy-conflict-resolved backup") != 1 {
 		t.Error("want the conflict to move to office")
 	}

@@ -18,6 +18,7 @@ type Scale struct {
 	SAs, Conns, Uplinks, PeerAddrs int
 	Seed                           uint64
 	Settle, After                  time.Duration // virtual time before and after the blackhole; 0 = 70 s, 30 s
+	Probes                         ProbeModel    // the simulated prober (zero: the legacy model)
 }
 
 // ScaleResult is what RunScale measured. Steps are the events the core
@@ -50,7 +51,7 @@ func gatewayAddr(g, k int) netip.Addr {
 
 // NewWorld builds the scale world (not started).
 func (s Scale) NewWorld() *World {
-	w := New(Options{Seed: s.Seed, Quiet: true})
+	w := New(Options{Seed: s.Seed, Quiet: true, Probes: s.Probes})
 	for u := 0; u < s.Uplinks; u++ {
 		w.AddUplink(UplinkSpec{Name: fmt.Sprintf("eth%d", u), Kind: mobike.KindEthernet,
 			Addrs: []string{fmt.Sprintf("10.%d.0.2/16", u+1)}, Gateways: []string{fmt.Sprintf("10.%d.0.1", u+1)}, Metric: 100 + u})

@@ -59,6 +59,35 @@ type Options struct {
 	// Quiet keeps no text trace and no Observations (large worlds, e.g.
 	// RunScale); OnObservation still sees every observation.
 	Quiet bool
+	// Probes tunes the simulated prober; the zero value is the legacy
+	// model (fixed 1 s timeout, no burst on a first loss).
+	Probes ProbeModel
+}
+
+// ProbeModel is the simulated prober's timing. Zero fields take the
+// package defaults (ProbeTimeout, ActiveInterval, StandbyInterval).
+type ProbeModel struct {
+	Timeout time.Duration // every probe's timeout
+	Active  time.Duration // interval on an active pair
+	Standby time.Duration // interval on a standby pair
+	// Burst > 0 starts a confirmation burst of that many probes at the
+	// first loss of a streak, as monitor/probe does (results carry
+	// Confirming while it is in flight). ActProbeConfirm always sends a
+	// burst (of Burst probes, 3 when zero), a third of the timeout apart.
+	Burst int
+}
+
+func (m ProbeModel) withDefaults() ProbeModel {
+	if m.Timeout <= 0 {
+		m.Timeout = ProbeTimeout
+	}
+	if m.Active <= 0 {
+		m.Active = ActiveInterval
+	}
+	if m.Standby <= 0 {
+		m.Standby = StandbyInterval
+	}
+	return m
 }
 
 // Impair is a path impairment, on a link (all its pairs) or one pair.
@@ -118,6 +147,7 @@ type World struct {
 	StepTime time.Duration
 
 	quiet bool
+	pm    ProbeModel
 
 	probers map[mobike.Pair]*prober
 	trace   []string
@@ -129,6 +159,7 @@ func New(o Options) *World {
 	w := &World{
 		Now:      Epoch,
 		quiet:    o.Quiet,
+		pm:       o.Probes.withDefaults(),
 		rng:      rand.New(rand.NewPCG(o.Seed, o.Seed^0x5eed)),
 		linkImp:  map[int]Impair{},
 		pairImp:  map[mobike.Pair]Impair{},
@@ -270,6 +301,17 @@ func (w *World) execute(a mobike.Action) {
 	case mobike.ActProbeStart:
 		w.logf("act probe-start %s [%s] %s %s", a.Pair, a.Uplink, a.Method, a.Profile)
 		w.startProber(a)
+	case mobike.ActProbeConfirm:
+		w.logf("act probe-confirm %s", a.Pair)
+		if p := w.probers[a.Pair]; p != nil {
+			n := w.pm.Burst
+			if n <= 0 {
+				n = 3
+			}
+			w.startBurst(p, n)
+		}
+	case mobike.ActTrafficWatch:
+		// The simulated SAs carry no traffic: nothing to read.
 	case mobike.ActProbeStop:
 		w.logf("act probe-stop %s", a.Pair)
 		if p := w.probers[a.Pair]; p != nil {
@@ -587,16 +629,20 @@ type prober struct {
 	window   []bool
 	stats    mobike.PathStats
 	interval time.Duration
+	// burst is the generation of the confirmation burst in flight (bumped
+	// when a reply ends it); burstOut its probes not yet resolved.
+	burst    int
+	burstOut int
 }
 
-func interval(p mobike.ProbeProfile) time.Duration {
+func (w *World) interval(p mobike.ProbeProfile) time.Duration {
 	switch p {
 	case mobike.ProfileActive:
-		return ActiveInterval
+		return w.pm.Active
 	case mobike.ProfileMeteredStandby:
 		return MeteredInterval
 	}
-	return StandbyInterval
+	return w.pm.Standby
 }
 
 func (w *World) startProber(a mobike.ActProbeStart) {
@@ -607,21 +653,52 @@ func (w *World) startProber(a mobike.ActProbeStart) {
 	}
 	p.act = a
 	p.gen++
-	p.interval = interval(a.Profile)
+	p.burstOut = 0
+	p.interval = w.interval(a.Profile)
 	gen := p.gen
 	w.After(0, func() { w.probe(p, gen) })
+}
+
+// startBurst sends n confirmation probes a third of the timeout apart, the
+// first at once, unless a burst is in flight.
+func (w *World) startBurst(p *prober, n int) {
+	if p.burstOut > 0 {
+		return
+	}
+	p.burst++
+	p.burstOut = n
+	gen, b := p.gen, p.burst
+	gap := w.pm.Timeout / 3
+	for i := 0; i < n; i++ {
+		w.After(time.Duration(i)*gap, func() {
+			if p.gen != gen || p.burst != b {
+				return // stopped, or a reply ended the burst
+			}
+			w.send(p, gen, b)
+		})
+	}
 }
 
 func (w *World) probe(p *prober, gen int) {
 	if p.gen != gen {
 		return
 	}
+	sent := w.Now
+	w.send(p, gen, 0)
+	w.After(p.interval-w.Now.Sub(sent), func() { w.probe(p, gen) })
+}
+
+// send sends one probe (of burst b; 0 = a regular probe) and schedules
+// its outcome.
+func (w *World) send(p *prober, gen, b int) {
 	ok, rtt, nat := w.path(p.act.Pair)
 	p.stats.Sent++
-	sent := w.Now
 	done := func() {
 		if p.gen != gen {
 			return
+		}
+		if b != 0 && b == p.burst && p.burstOut > 0 {
+			p.burstOut--
 		}
 		p.window = append(p.window, ok)
 		if len(p.window) > probeWindow {
@@ -648,9 +725,18 @@ func (w *World) probe(p *prober, gen int) {
 			if nat {
 				p.stats.NAT = mobike.NATPresent
 			}
+			if p.burstOut > 0 { // the pair answered: the burst ends
+				p.burst++
+				p.burstOut = 0
+			}
 		} else {
 			p.stats.ConsecLost++
+			if p.stats.ConsecLost == 1 && w.pm.Burst > 0 {
+				w.startBurst(p, w.pm.Burst)
+			}
 		}
+		p.stats.RTO = w.pm.Timeout
+		p.stats.Confirming = p.burstOut > 0
 		ev := mobike.EvProbeResult{Pair: p.act.Pair, Method: p.act.Method, OK: ok, At: w.Now, Stats: p.stats}
 		if ok {
 			ev.RTT = rtt
@@ -660,9 +746,8 @@ func (w *World) probe(p *prober, gen int) {
 	if ok {
 		w.After(rtt, done)
 	} else {
-		w.After(ProbeTimeout, done)
+		w.After(w.pm.Timeout, done)
 	}
-	w.After(p.interval-w.Now.Sub(sent), func() { w.probe(p, gen) })
 }
 
 // Probing reports the profile a pair is probed with ("" = not probed).

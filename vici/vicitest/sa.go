@@ -14,6 +14,8 @@ type SA struct {
 	Initiator  bool
 	NATFake    bool
 	VIPs       []string
+	// The CHILD_SA's traffic counters, listed when any is set.
+	BytesIn, BytesOut, PacketsIn, PacketsOut int
 }
 
 // IKE renders the list_ike data of s the way charon 5.9.8 does (keys in
@@ -49,11 +51,15 @@ func (s SA) IKE() *Msg {
 	if len(s.VIPs) > 0 {
 		m.Items = append(m.Items, Item{Key: "local-vips", Kind: KindList, List: s.VIPs})
 	}
-	m.Items = append(m.Items, Item{Key: "child-sas", Kind: KindSection, Section: M(
-		"lab-"+strconv.Itoa(s.UniqueID), M("name", "lab", "uniqueid", strconv.Itoa(s.UniqueID), "reqid", "1",
-			"state", "INSTALLED", "mode", "TUNNEL", "protocol", "ESP", "encap", "yes",
-			"spi-in", "c1a2b3c4", "spi-out", "d5e6f708", "local-ts", []string{"10.50.0.1/32"},
-			"remote-ts", []string{"10.9.0.0/24"}))})
+	child := M("name", "lab", "uniqueid", strconv.Itoa(s.UniqueID), "reqid", "1",
+		"state", "INSTALLED", "mode", "TUNNEL", "protocol", "ESP", "encap", "yes",
+		"spi-in", "c1a2b3c4", "spi-out", "d5e6f708")
+	if s.BytesIn != 0 || s.BytesOut != 0 || s.PacketsIn != 0 || s.PacketsOut != 0 {
+		child.Items = append(child.Items, M("bytes-in", strconv.Itoa(s.BytesIn), "packets-in", strconv.Itoa(s.PacketsIn),
+			"bytes-out", strconv.Itoa(s.BytesOut), "packets-out", strconv.Itoa(s.PacketsOut)).Items...)
+	}
+	child.Items = append(child.Items, M("local-ts", []string{"10.50.0.1/32"}, "remote-ts", []string{"10.9.0.0/24"}).Items...)
+	m.Items = append(m.Items, Item{Key: "child-sas", Kind: KindSection, Section: M("lab-"+strconv.Itoa(s.UniqueID), child)})
 	return m
 }
 

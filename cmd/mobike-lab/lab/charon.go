@@ -95,7 +95,9 @@ charon {
   filelog {
     lab {
       path = %s
-      time_format = %%T.%%s
+      time_format = %%T
+      time_add_ms = yes
+      ike_name = yes
       default = 1
       ike = 2
       mgr = 1
