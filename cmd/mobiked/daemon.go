@@ -153,7 +153,7 @@ func newDaemon(f flags, cfg *policy.Config, log *slog.Logger) (*daemon, error) {
 		STAMPKey: key,
 		Profiles: probeProfiles(cfg),
 		Transports: map[mobike.ProbeMethod]probe.Transport{
-			mobike.ProbeIKE: probe.NewFuncTransport(ikeProbe, nil, ike.DefaultTimeout),
+			mobike.ProbeIKE: probe.NewFuncTransport(newIKEProber().probe, nil, ike.DefaultTimeout),
 		},
 	})
 	d.charon = vici.New(vici.Options{Socket: f.viciSocket, Logger: log})

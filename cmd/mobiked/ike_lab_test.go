@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -56,6 +57,37 @@ func checkDropIKEDetected(t *testing.T, ctx context.Context, r *labRig) {
 	if err != nil || sa.LocalHost != lab.MNAddrB.String() {
 		t.Fatalf("charon's SA %+v, %v; want it on uplink b", sa, err)
 	}
+	// Uplink b's pairs, now probed at the active interval, stay up: the
+	// IKE prober offers a refused proposal on most probes, so the gateway
+	// never holds block_threshold (5) half-open SAs from 10.2.0.2 (it
+	// ignored b's probes within a second, and b's pairs flapped, before).
+	for end := time.Now().Add(4 * time.Second); time.Now().Before(end); time.Sleep(200 * time.Millisecond) {
+		rows, err := r.c.Paths(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range rows {
+			if p.Local == lab.MNAddrB.String() && p.State == "down" {
+				t.Fatalf("pair %s -> %s of uplink b down (sent %d received %d) with IKE probes; gateway log:\n%s",
+					p.Local, p.Remote, p.Sent, p.Received, grepFile(r.l.Dir+"/gw-charon.log", "half-open"))
+			}
+		}
+	}
 	t.Logf("IKE dropped on a, ICMP answered: %d pairs of a down by IKE probes, SA on %s (%s) %.2f s after the impairment",
 		down, row.Uplink, sa.LocalHost, moved.Seconds())
+}
+
+// grepFile returns the lines of file containing sub (at most the last 20).
+func grepFile(file, sub string) string {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return err.Error()
+	}
+	var out []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out[max(0, len(out)-20):], "\n")
 }

@@ -5,11 +5,17 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/mobiked/mobiked/internal/safefile"
+	"github.com/mobiked/mobiked/mobike"
+	"github.com/mobiked/mobiked/mobike/wire"
 	"github.com/mobiked/mobiked/monitor/probe"
 	"github.com/mobiked/mobiked/monitor/probe/ike"
 	"github.com/mobiked/mobiked/policy"
@@ -44,15 +50,73 @@ func stampKey(r policy.Reflector) ([]byte, error) {
 	return k, nil
 }
 
-// ikeProbe is the probe.ProbeFunc of the IKE method: one IKE_SA_INIT from
-// the pair's local address (ephemeral port) through its uplink to the peer's
+// IKE probes and the responder's half-open limit. An IKE_SA_INIT the peer
+// accepts leaves a half-open IKE SA there until it times out (charon:
+// half_open_timeout 30 s), and charon ignores every IKE_SA_INIT from a peer
+// address that has block_threshold (5) of them. Probing a pair at the active
+// interval with accepted proposals therefore took healthy pairs down within
+// a second in the lab ("per-IP half-open IKE_SA limit of 5 reached"). So
+// most probes offer ike.RefusedProposal: the peer answers NO_PROPOSAL_CHOSEN
+// and keeps no state, which proves as much about reachability and RTT; a
+// pair gets an accepted probe (the only one with NAT-D payloads, hence a NAT
+// verdict) at most once per ikeFullEvery, and a local address at most
+// ikeFullBudget of them per ikeHalfOpenLife, well under the limit.
+const (
+	ikeHalfOpenLife = 30 * time.Second
+	ikeFullEvery    = 30 * time.Second
+	ikeFullBudget   = 3
+)
+
+// ikeProber runs the IKE method's probes (its probe method is the
+// probe.ProbeFunc); safe for concurrent use.
+type ikeProber struct {
+	now func() time.Time
+	run func(context.Context, ike.Config) (ike.Result, error)
+
+	mu       sync.Mutex
+	lastFull map[mobike.Pair]time.Time  // the pair's last accepted-proposal probe
+	sent     map[netip.Addr][]time.Time // accepted-proposal probes per local address, last ikeHalfOpenLife
+}
+
+func newIKEProber() *ikeProber {
+	return &ikeProber{now: time.Now, run: ike.Probe, lastFull: map[mobike.Pair]time.Time{}, sent: map[netip.Addr][]time.Time{}}
+}
+
+// full reports whether pair's next probe may offer an acceptable proposal,
+// and books it if so.
+func (p *ikeProber) full(pair mobike.Pair) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	now := p.now()
+	if last, ok := p.lastFull[pair]; ok && now.Sub(last) < ikeFullEvery {
+		return false
+	}
+	recent := slices.DeleteFunc(p.sent[pair.Local], func(t time.Time) bool { return now.Sub(t) >= ikeHalfOpenLife })
+	if len(recent) >= ikeFullBudget {
+		p.sent[pair.Local] = recent
+		return false
+	}
+	p.sent[pair.Local] = append(recent, now)
+	p.lastFull[pair] = now
+	if len(p.lastFull) > 4096 { // pairs come and go: forget the stale ones
+		maps.DeleteFunc(p.lastFull, func(_ mobike.Pair, t time.Time) bool { return now.Sub(t) >= ikeFullEvery })
+	}
+	return true
+}
+
+// probe is the probe.ProbeFunc of the IKE method: one IKE_SA_INIT from the
+// pair's local address (ephemeral port) through its uplink to the peer's
 // port 500. A peer that answers, even with an error notify, is reachable.
-func ikeProbe(ctx context.Context, p probe.Path) (probe.Outcome, error) {
-	res, err := ike.Probe(ctx, ike.Config{
-		Local:  netip.AddrPortFrom(p.Pair.Local, 0),
-		Device: p.Uplink,
-		Remote: netip.AddrPortFrom(p.Pair.Remote, ikePort),
-	})
+func (p *ikeProber) probe(ctx context.Context, path probe.Path) (probe.Outcome, error) {
+	cfg := ike.Config{
+		Local:  netip.AddrPortFrom(path.Pair.Local, 0),
+		Device: path.Uplink,
+		Remote: netip.AddrPortFrom(path.Pair.Remote, ikePort),
+	}
+	if !p.full(path.Pair) {
+		cfg.Proposals = []wire.Proposal{ike.RefusedProposal()}
+	}
+	res, err := p.run(ctx, cfg)
 	if err != nil {
 		return probe.Outcome{}, err
 	}

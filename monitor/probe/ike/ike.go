@@ -6,9 +6,11 @@
 // and port we sent from).
 //
 // A probe proves that an IKE daemon answers on the pair, which ICMP and STAMP
-// cannot. Each probe leaves a half-open IKE SA on the responder until it times
-// out there (charon: 30 s by default), so probe sparingly; a response
-// asking for a COOKIE is answered once with the cookie.
+// cannot. Each probe the responder accepts leaves a half-open IKE SA there
+// until it times out (charon: 30 s by default; it ignores a peer address with
+// 5 of them), so repeated probes should offer RefusedProposal, which is
+// answered without state; a response asking for a COOKIE is answered once
+// with the cookie.
 package ike
 
 import (
@@ -277,5 +279,29 @@ func bindToDevice(dev string) func(string, string, syscall.RawConn) error {
 			return fmt.Errorf("bind to device %q: %w", dev, serr)
 		}
 		return nil
+	}
+}
+
+// refusedEncrID is the encryption transform of RefusedProposal: a
+// private-use ID (RFC 7296 §3.3.2: 1024–65535) that no implementation known
+// to us assigns (strongSwan's own private IDs sit just above 1024).
+const refusedEncrID uint16 = 65001
+
+// RefusedProposal is an IKE proposal no responder can accept. A probe that
+// offers only it is answered with NO_PROPOSAL_CHOSEN, and the responder keeps
+// no state for it: unlike an accepted IKE_SA_INIT it leaves no half-open
+// IKE SA behind, so it does not count towards the responder's per-peer
+// half-open limit (charon: block_threshold, 5 per peer address for 30 s) and
+// can be repeated at a path-probing rate. Its response carries no NAT-D
+// payloads: the NAT verdict of such a probe is unknown.
+func RefusedProposal() wire.Proposal {
+	return wire.Proposal{
+		Num:      1,
+		Protocol: wire.ProtocolIKE,
+		Transforms: []wire.Transform{
+			{Type: wire.TransformENCR, ID: refusedEncrID},
+			{Type: wire.TransformPRF, ID: wire.PRFHMACSHA256},
+			{Type: wire.TransformDH, ID: uint16(wire.DHCurve25519)},
+		},
 	}
 }

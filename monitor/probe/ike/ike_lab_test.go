@@ -3,6 +3,8 @@ package ike_test
 import (
 	"context"
 	"net/netip"
+	"regexp"
+	"strconv"
 	"testing"
 	"time"
 
@@ -84,6 +86,9 @@ func TestProbeAgainstCharon(t *testing.T) {
 			for _, p := range tc.probes {
 				t.Run(p.name, func(t *testing.T) { runLabProbe(ctx, t, l, p) })
 			}
+			if tc.name == "hw1" {
+				t.Run("refused-leaves-no-state", func(t *testing.T) { checkRefusedStateless(ctx, t, l) })
+			}
 		})
 	}
 }
@@ -129,3 +134,64 @@ func runLabProbe(ctx context.Context, t *testing.T, l *lab.Lab, p labProbe) {
 		t.Errorf("NAT verdict %v, want %v", res.NAT, p.nat)
 	}
 }
+
+// checkRefusedStateless: every accepted probe leaves a half-open IKE SA on
+// charon for 30 s, and charon ignores IKE_SA_INITs from a peer address with
+// block_threshold (5) of them ("per-IP half-open IKE_SA limit of 5 reached"
+// in its log: mobiked's IKE prober took healthy pairs down that way). Probes
+// offering only ike.RefusedProposal are answered with NO_PROPOSAL_CHOSEN and
+// leave none: charon's half-open count (swanctl --stats) does not grow over
+// eight of them, and grows by one with one accepted probe.
+func checkRefusedStateless(ctx context.Context, t *testing.T, l *lab.Lab) {
+	probe := func(props []wire.Proposal) ike.Result {
+		t.Helper()
+		var res ike.Result
+		err := lab.InNetNS(l.NS("mn"), func() error {
+			var err error
+			res, err = ike.Probe(ctx, ike.Config{Local: netip.AddrPortFrom(uplinkB.local, 0), Device: uplinkB.dev, Remote: gw4,
+				Timeout: time.Second, Proposals: props})
+			return err
+		})
+		if err != nil {
+			t.Fatalf("probe: %v", err)
+		}
+		return res
+	}
+	halfOpen := func() int {
+		t.Helper()
+		out, err := l.Exec(ctx, "gw", "swanctl", "--stats", "--uri", "unix://"+l.VICISocket("gw"))
+		if err != nil {
+			t.Fatalf("swanctl --stats: %v\n%s", err, out)
+		}
+		m := halfOpenRE.FindSubmatch(out)
+		if m == nil {
+			t.Fatalf("no half-open count in swanctl --stats:\n%s", out)
+		}
+		n, _ := strconv.Atoi(string(m[1]))
+		return n
+	}
+	before := halfOpen()
+	for i := range 8 {
+		res := probe([]wire.Proposal{ike.RefusedProposal()})
+		if !res.Reachable || res.Response == nil || res.Response.Accepted() || res.Response.Error != wire.NotifyNoProposalChosen {
+			t.Fatalf("refused probe %d: %+v, want a NO_PROPOSAL_CHOSEN response", i+1, res)
+		}
+		if res.NAT != mobike.NATUnknown {
+			t.Errorf("refused probe %d: NAT verdict %v, want unknown (no NAT-D)", i+1, res.NAT)
+		}
+	}
+	afterRefused := halfOpen()
+	if res := probe(nil); !res.Reachable || res.Response == nil || !res.Response.Accepted() {
+		t.Fatalf("accepted probe: %+v", res)
+	}
+	afterAccepted := halfOpen()
+	t.Logf("charon's half-open IKE SAs: %d before, %d after eight refused probes, %d after one accepted", before, afterRefused, afterAccepted)
+	if afterRefused > before {
+		t.Errorf("refused probes left half-open SAs: %d -> %d", before, afterRefused)
+	}
+	if afterAccepted != afterRefused+1 {
+		t.Errorf("an accepted probe took the half-open count from %d to %d, want +1 (the count this check relies on)", afterRefused, afterAccepted)
+	}
+}
+
+var halfOpenRE = regexp.MustCompile(`IKE_SAs: \d+ total, (\d+) half-open`)
