@@ -15,7 +15,8 @@ import (
 // burst decides (a one-way stream, an idle peer, a slow application are no
 // failure and cost one burst).
 //
-// The adapter reads the counters (VICI list-sas) of the SAs the core lists
+// The adapter reads the counters (the kernel's XFRM states where it does
+// ESP, else VICI list-sas; EvTraffic.Source) of the SAs the core lists
 // in ActTrafficWatch: one SA per steering group on its current pair (the
 // group's SAs share the path), within the adapter's cost budget.
 
@@ -28,12 +29,41 @@ type SARef struct {
 func (r SARef) String() string { return fmt.Sprintf("%s#%d", r.Conn, r.UniqueID) }
 
 // EvTraffic reports the traffic counters of one watched IKE_SA (its
-// CHILD_SAs summed), read at At. Counters that went backwards (a CHILD_SA
-// rekeyed or was replaced) restart the comparison.
+// CHILD_SAs summed), read at At from Source. Counters that went backwards (a
+// CHILD_SA rekeyed or was replaced) or that come from another source than
+// the previous reading restart the comparison.
 type EvTraffic struct {
 	SA                                       SARef
 	At                                       time.Time
+	Source                                   CounterSource
 	BytesIn, BytesOut, PacketsIn, PacketsOut uint64
+}
+
+// CounterSource says where a reading's counters come from. Two sources
+// count differently (the kernel's XFRM states vs charon's view, which may
+// sum other CHILD_SAs or lag), so readings of different sources are never
+// compared: a switch could look like packets sent with none received.
+type CounterSource uint8
+
+const (
+	CounterSourceUnknown CounterSource = iota
+	// CounterSourceVICI: charon's list-sas (kernel-libipsec or any kernel).
+	CounterSourceVICI
+	// CounterSourceXFRM: the kernel's XFRM state statistics (netlink).
+	CounterSourceXFRM
+)
+
+var counterSourceNames = [...]string{
+	CounterSourceUnknown: "unknown",
+	CounterSourceVICI:    "vici",
+	CounterSourceXFRM:    "xfrm",
+}
+
+func (s CounterSource) String() string {
+	if int(s) < len(counterSourceNames) {
+		return counterSourceNames[s]
+	}
+	return fmt.Sprintf("CounterSource(%d)", uint8(s))
 }
 
 // ActTrafficWatch is the full set of IKE_SAs whose counters the core wants
@@ -56,6 +86,7 @@ const (
 type traffic struct {
 	ref       SARef
 	seen      bool // counters read at least once
+	source    CounterSource
 	in, out   uint64
 	at        time.Time // the last read
 	inAt      time.Time // the last read where packets came in
@@ -85,8 +116,8 @@ func (c *Controller) onTraffic(ev EvTraffic) {
 		return // no longer watched: a late reading
 	}
 	t := g.traffic
-	if !t.seen || ev.PacketsIn < t.in || ev.PacketsOut < t.out || ev.At.Before(t.at) {
-		*t = traffic{ref: t.ref, seen: true, in: ev.PacketsIn, out: ev.PacketsOut, at: ev.At, inAt: ev.At, answered: t.answered}
+	if !t.seen || ev.Source != t.source || ev.PacketsIn < t.in || ev.PacketsOut < t.out || ev.At.Before(t.at) {
+		*t = traffic{ref: t.ref, seen: true, source: ev.Source, in: ev.PacketsIn, out: ev.PacketsOut, at: ev.At, inAt: ev.At, answered: t.answered}
 		return
 	}
 	dIn, dOut := ev.PacketsIn-t.in, ev.PacketsOut-t.out

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"slices"
 	"strconv"
 	"sync"
@@ -15,48 +16,120 @@ import (
 	"github.com/mobiked/mobiked/mobike"
 )
 
-// Counters are the traffic counters of an IKE_SA's CHILD_SAs, summed.
+// Counters are the traffic counters of an IKE_SA's CHILD_SAs, summed, and
+// where they come from.
 type Counters struct {
 	BytesIn, BytesOut, PacketsIn, PacketsOut uint64
+	Source                                   mobike.CounterSource
 }
 
 // ErrSANotFound: charon does not list the IKE_SA (it went away).
 var ErrSANotFound = errors.New("vici: IKE_SA not found")
 
-// SACounters reads the counters of one IKE_SA: list-sas filtered by the
-// connection name and the unique ID, noblock (charon does not wait for the
-// SA's lock: a busy SA is skipped rather than holding the session).
+// SACounters reads the counters of one IKE_SA from charon's list-sas.
 func (c *Client) SACounters(ctx context.Context, ref mobike.SARef) (Counters, error) {
+	s, err := c.listSA(ctx, ref)
+	if err != nil {
+		return Counters{}, fmt.Errorf("vici: counters of %s: %w", ref, err)
+	}
+	n := Counters{Source: mobike.CounterSourceVICI}
+	for _, ch := range s.Children {
+		n.BytesIn += ch.BytesIn
+		n.BytesOut += ch.BytesOut
+		n.PacketsIn += ch.PacketsIn
+		n.PacketsOut += ch.PacketsOut
+	}
+	return n, nil
+}
+
+// SAKeys are what finds an IKE_SA's CHILD_SAs in the kernel's XFRM state
+// table: the IKE_SA's hosts (the outer addresses of its ESP packets, UDP
+// encapsulated or not) and each installed CHILD_SA's protocol, SPIs and
+// marks.
+type SAKeys struct {
+	Local, Remote netip.Addr
+	Children      []ChildKeys
+}
+
+// ChildKeys are one installed CHILD_SA's keys: the inbound state is (Local,
+// SPIIn), the outbound one (Remote, SPIOut).
+type ChildKeys struct {
+	Protocol        string // "ESP" or "AH", as charon lists it
+	SPIIn, SPIOut   uint32
+	MarkIn, MarkOut uint32 // 0: none
+}
+
+// SAKeys reads the keys of one IKE_SA's installed CHILD_SAs from charon's
+// list-sas (CHILD_SAs being set up, without SPIs, are left out).
+func (c *Client) SAKeys(ctx context.Context, ref mobike.SARef) (SAKeys, error) {
+	s, err := c.listSA(ctx, ref)
+	if err != nil {
+		return SAKeys{}, fmt.Errorf("vici: keys of %s: %w", ref, err)
+	}
+	k, err := keysOf(s)
+	if err != nil {
+		return SAKeys{}, fmt.Errorf("vici: keys of %s: %w", ref, err)
+	}
+	return k, nil
+}
+
+func keysOf(s IKESA) (SAKeys, error) {
+	k := SAKeys{Local: s.LocalHost, Remote: s.RemoteHost}
+	hex32 := func(v, what string) (uint32, error) {
+		if v == "" {
+			return 0, nil
+		}
+		n, err := strconv.ParseUint(v, 16, 32)
+		if err != nil {
+			return 0, decodeErr("child %s %q", what, v)
+		}
+		return uint32(n), nil
+	}
+	for _, ch := range s.Children {
+		if ch.SPIIn == "" || ch.SPIOut == "" {
+			continue
+		}
+		ck := ChildKeys{Protocol: ch.Protocol}
+		var err error
+		for _, f := range []struct {
+			dst  *uint32
+			v, n string
+		}{{&ck.SPIIn, ch.SPIIn, "spi-in"}, {&ck.SPIOut, ch.SPIOut, "spi-out"}, {&ck.MarkIn, ch.MarkIn, "mark-in"}, {&ck.MarkOut, ch.MarkOut, "mark-out"}} {
+			if *f.dst, err = hex32(f.v, f.n); err != nil {
+				return SAKeys{}, err
+			}
+		}
+		k.Children = append(k.Children, ck)
+	}
+	return k, nil
+}
+
+// listSA lists one IKE_SA: list-sas filtered by the connection name and the
+// unique ID, noblock (charon does not wait for the SA's lock: a busy SA is
+// skipped rather than holding the session).
+func (c *Client) listSA(ctx context.Context, ref mobike.SARef) (IKESA, error) {
 	m := govici.NewMessage()
 	for _, kv := range [][2]string{{"ike", ref.Conn}, {"ike-id", strconv.FormatUint(uint64(ref.UniqueID), 10)}, {"noblock", "yes"}} {
 		if err := m.Set(kv[0], kv[1]); err != nil {
-			return Counters{}, fmt.Errorf("vici: counters of %s: %w", ref, err)
+			return IKESA{}, err
 		}
 	}
 	msgs, err := c.listCallMsg(ctx, "list-sas", "list-sa", m)
 	if err != nil {
-		return Counters{}, fmt.Errorf("vici: counters of %s: %w", ref, err)
+		return IKESA{}, err
 	}
 	for _, msg := range msgs {
 		sas, err := decodeListSA(msg)
 		if err != nil {
-			return Counters{}, fmt.Errorf("vici: counters of %s: %w", ref, err)
+			return IKESA{}, err
 		}
 		for _, s := range sas {
-			if s.Conn != ref.Conn || s.UniqueID != ref.UniqueID {
-				continue
+			if s.Conn == ref.Conn && s.UniqueID == ref.UniqueID {
+				return s, nil
 			}
-			var n Counters
-			for _, ch := range s.Children {
-				n.BytesIn += ch.BytesIn
-				n.BytesOut += ch.BytesOut
-				n.PacketsIn += ch.PacketsIn
-				n.PacketsOut += ch.PacketsOut
-			}
-			return n, nil
 		}
 	}
-	return Counters{}, fmt.Errorf("vici: counters of %s: %w", ref, ErrSANotFound)
+	return IKESA{}, ErrSANotFound
 }
 
 // CounterReader reads an IKE_SA's counters (Client.SACounters).
@@ -175,7 +248,7 @@ func (p *TrafficPoller) PollOnce(ctx context.Context) bool {
 		p.opts.Logger.Debug("traffic counters", "sa", ref.String(), "err", err)
 		return true
 	}
-	ev := mobike.EvTraffic{SA: ref, At: at, BytesIn: n.BytesIn, BytesOut: n.BytesOut, PacketsIn: n.PacketsIn, PacketsOut: n.PacketsOut}
+	ev := mobike.EvTraffic{SA: ref, At: at, Source: n.Source, BytesIn: n.BytesIn, BytesOut: n.BytesOut, PacketsIn: n.PacketsIn, PacketsOut: n.PacketsOut}
 	select {
 	case p.out <- ev:
 	case <-ctx.Done():

@@ -37,8 +37,10 @@ type daemon struct {
 	probes  *probe.Manager
 	charon  *vici.Client
 	traffic *vici.TrafficPoller // the watched SAs' counters (in-band evidence)
-	steerer *steer.Steerer
-	metrics *daemonMetrics
+	// closeTraffic releases the counter source's XFRM socket.
+	closeTraffic func()
+	steerer      *steer.Steerer
+	metrics      *daemonMetrics
 	// reflector answers peers' STAMP probes; nil when reflector.listen is
 	// unset. Replaced on reload (loop).
 	reflector *reflectorServer
@@ -157,7 +159,9 @@ func newDaemon(f flags, cfg *policy.Config, log *slog.Logger) (*daemon, error) {
 		},
 	})
 	d.charon = vici.New(vici.Options{Socket: f.viciSocket, Logger: log})
-	d.traffic = vici.NewTrafficPoller(d.charon, vici.TrafficOptions{Logger: log})
+	src, closeSrc := trafficSource(d.charon, log)
+	d.closeTraffic = closeSrc
+	d.traffic = vici.NewTrafficPoller(src, vici.TrafficOptions{Logger: log})
 	d.core = mobike.New(mobike.Config{Policy: cfg.Settings()})
 	d.metrics = newDaemonMetrics()
 	d.loop = runloop.New(d.core, d, nil, d.observe)
@@ -231,6 +235,9 @@ func (d *daemon) run(ctx context.Context) error {
 	_ = d.probes.Close()
 	_ = d.charon.Close()
 	wg.Wait()
+	if d.closeTraffic != nil {
+		d.closeTraffic()
+	}
 	if d.reflector != nil {
 		d.reflector.stop()
 	}
