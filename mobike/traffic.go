@@ -29,14 +29,32 @@ type SARef struct {
 func (r SARef) String() string { return fmt.Sprintf("%s#%d", r.Conn, r.UniqueID) }
 
 // EvTraffic reports the traffic counters of one watched IKE_SA (its
-// CHILD_SAs summed), read at At from Source. Counters that went backwards (a
-// CHILD_SA rekeyed or was replaced) or that come from another source than
-// the previous reading restart the comparison.
+// CHILD_SAs summed), read at At from Source; Set identifies the CHILD_SAs
+// counted (a hash of their IDs, 0 when unknown). Counters that went
+// backwards, or that come from another source or another set of CHILD_SAs
+// (a rekey, a CHILD_SA added or gone) than the previous reading restart the
+// comparison: a sum over other SAs could grow on the sending side only.
 type EvTraffic struct {
 	SA                                       SARef
 	At                                       time.Time
 	Source                                   CounterSource
+	Set                                      uint64
 	BytesIn, BytesOut, PacketsIn, PacketsOut uint64
+}
+
+// ChildSet is the EvTraffic.Set of the CHILD_SAs with these IDs, in any
+// order (an FNV-1a hash of the sorted IDs).
+func ChildSet(ids []uint64) uint64 {
+	ids = slices.Clone(ids)
+	slices.Sort(ids)
+	h := uint64(14695981039346656037)
+	for _, id := range ids {
+		for i := range 8 {
+			h ^= uint64(byte(id >> (8 * i)))
+			h *= 1099511628211
+		}
+	}
+	return h
 }
 
 // CounterSource says where a reading's counters come from. Two sources
@@ -87,6 +105,7 @@ type traffic struct {
 	ref       SARef
 	seen      bool // counters read at least once
 	source    CounterSource
+	set       uint64
 	in, out   uint64
 	at        time.Time // the last read
 	inAt      time.Time // the last read where packets came in
@@ -116,8 +135,8 @@ func (c *Controller) onTraffic(ev EvTraffic) {
 		return // no longer watched: a late reading
 	}
 	t := g.traffic
-	if !t.seen || ev.Source != t.source || ev.PacketsIn < t.in || ev.PacketsOut < t.out || ev.At.Before(t.at) {
-		*t = traffic{ref: t.ref, seen: true, source: ev.Source, in: ev.PacketsIn, out: ev.PacketsOut, at: ev.At, inAt: ev.At, answered: t.answered}
+	if !t.seen || ev.Source != t.source || ev.Set != t.set || ev.PacketsIn < t.in || ev.PacketsOut < t.out || ev.At.Before(t.at) {
+		*t = traffic{ref: t.ref, seen: true, source: ev.Source, set: ev.Set, in: ev.PacketsIn, out: ev.PacketsOut, at: ev.At, inAt: ev.At, answered: t.answered}
 		return
 	}
 	dIn, dOut := ev.PacketsIn-t.in, ev.PacketsOut-t.out

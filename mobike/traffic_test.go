@@ -60,18 +60,22 @@ func TestTrafficHint(t *testing.T) {
 		reads []read
 		hint  float64   // the read that asks for the burst (0 = none)
 		vici  []float64 // reads from CounterSourceVICI (others: XFRM)
+		set2  []float64 // reads of another set of CHILD_SAs
 	}{
-		{"answers: no hint", []read{{1, 10, 10}, {1.1, 20, 20}, {1.2, 30, 30}, {1.3, 40, 40}}, 0, nil},
-		{"silence after answers", []read{{1, 10, 10}, {1.1, 20, 20}, {1.15, 20, 25}, {1.2, 20, 30}, {1.3, 20, 40}}, 1.2, nil},
-		{"hint once per silence", []read{{1, 10, 10}, {1.1, 20, 20}, {1.2, 20, 30}, {1.3, 20, 40}, {1.4, 20, 50}}, 1.2, nil},
-		{"one-way stream never answered", []read{{1, 0, 10}, {1.1, 0, 20}, {1.2, 0, 30}, {1.5, 0, 40}}, 0, nil},
-		{"idle: nothing sent", []read{{1, 10, 10}, {1.1, 20, 20}, {1.5, 20, 20}, {2, 20, 20}}, 0, nil},
-		{"counters reset (rekey)", []read{{1, 10, 10}, {1.1, 20, 20}, {1.2, 0, 5}, {1.25, 0, 8}}, 0, nil},
+		{"answers: no hint", []read{{1, 10, 10}, {1.1, 20, 20}, {1.2, 30, 30}, {1.3, 40, 40}}, 0, nil, nil},
+		{"silence after answers", []read{{1, 10, 10}, {1.1, 20, 20}, {1.15, 20, 25}, {1.2, 20, 30}, {1.3, 20, 40}}, 1.2, nil, nil},
+		{"hint once per silence", []read{{1, 10, 10}, {1.1, 20, 20}, {1.2, 20, 30}, {1.3, 20, 40}, {1.4, 20, 50}}, 1.2, nil, nil},
+		{"one-way stream never answered", []read{{1, 0, 10}, {1.1, 0, 20}, {1.2, 0, 30}, {1.5, 0, 40}}, 0, nil, nil},
+		{"idle: nothing sent", []read{{1, 10, 10}, {1.1, 20, 20}, {1.5, 20, 20}, {2, 20, 20}}, 0, nil, nil},
+		{"counters reset (rekey)", []read{{1, 10, 10}, {1.1, 20, 20}, {1.2, 0, 5}, {1.25, 0, 8}}, 0, nil, nil},
 		// The source switches (kernel states gone: VICI; back): charon's
 		// counters may be higher for out and equal for in, which compared
 		// with the kernel's would be a silence; not compared, no hint.
-		{"source switch", []read{{1, 10, 10}, {1.1, 20, 20}, {1.2, 20, 30}, {1.35, 20, 30}, {1.5, 20, 40}, {1.7, 20, 40}}, 0, []float64{1.2, 1.35}},
-		{"silence after a switch still hints", []read{{1, 10, 10}, {1.1, 20, 20}, {1.2, 30, 30}, {1.3, 30, 40}, {1.5, 30, 50}}, 1.3, []float64{1.1, 1.2, 1.3, 1.5}},
+		{"source switch", []read{{1, 10, 10}, {1.1, 20, 20}, {1.2, 20, 30}, {1.35, 20, 30}, {1.5, 20, 40}, {1.7, 20, 40}}, 0, []float64{1.2, 1.35}, nil},
+		// A rekey whose new CHILD_SA counted as much inbound as the old one
+		// and more outbound: another set, not compared.
+		{"another set of CHILD_SAs", []read{{1, 10, 10}, {1.1, 20, 20}, {1.2, 20, 30}, {1.35, 20, 30}}, 0, nil, []float64{1.2, 1.35}},
+		{"silence after a switch still hints", []read{{1, 10, 10}, {1.1, 20, 20}, {1.2, 30, 30}, {1.3, 30, 40}, {1.5, 30, 50}}, 1.3, []float64{1.1, 1.2, 1.3, 1.5}, nil},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -81,6 +85,9 @@ func TestTrafficHint(t *testing.T) {
 				ev := trafficAt(r.s, r.in, r.out)
 				if slices.Contains(tc.vici, r.s) {
 					ev.Source = CounterSourceVICI
+				}
+				if slices.Contains(tc.set2, r.s) {
+					ev.Set = 2
 				}
 				acts := c.Step(at(r.s), ev)
 				if got := kinds(acts); got == "confirm "+pEth.String() {
@@ -127,5 +134,14 @@ func TestTrafficHintIsOnlyAHint(t *testing.T) {
 	c2.Step(at(1.1), trafficAt(1.1, 20, 20))
 	if got := kinds(c2.Step(at(1.3), trafficAt(1.3, 20, 30))); got != "" {
 		t.Errorf("burst in flight: got %s", got)
+	}
+}
+
+func TestChildSet(t *testing.T) {
+	if ChildSet([]uint64{1, 2}) != ChildSet([]uint64{2, 1}) {
+		t.Error("order matters")
+	}
+	if ChildSet([]uint64{1, 2}) == ChildSet([]uint64{1, 3}) || ChildSet([]uint64{1}) == ChildSet(nil) || ChildSet(nil) == 0 {
+		t.Error("different sets collide")
 	}
 }

@@ -49,9 +49,11 @@ type XFRMKeySource interface {
 	XFRMKeys(ctx context.Context, ref mobike.SARef) (XFRMKeys, error)
 }
 
-// XFRMTotals are the statistics of an IKE_SA's states, summed.
+// XFRMTotals are the statistics of an IKE_SA's states, summed; Set
+// identifies the states (mobike.ChildSet of their SPIs).
 type XFRMTotals struct {
 	BytesIn, BytesOut, PacketsIn, PacketsOut uint64
+	Set                                      uint64
 }
 
 // ErrNoXFRMState: the kernel has no state for a CHILD_SA of the IKE_SA
@@ -157,7 +159,9 @@ func (x *XFRMCounters) read(k XFRMKeys) (XFRMTotals, error) {
 	if !k.Local.IsValid() || !k.Remote.IsValid() {
 		return t, fmt.Errorf("hosts %v, %v: %w", k.Local, k.Remote, ErrNoXFRMState)
 	}
+	ids := make([]uint64, 0, len(k.Children))
 	for _, c := range k.Children {
+		ids = append(ids, uint64(c.SPIIn)<<32|uint64(c.SPIOut))
 		in, err := x.get(k.Local, c.Proto, c.SPIIn, c.MarkIn)
 		if err != nil {
 			return XFRMTotals{}, err
@@ -171,6 +175,7 @@ func (x *XFRMCounters) read(k XFRMKeys) (XFRMTotals, error) {
 		t.BytesOut += out.Bytes
 		t.PacketsOut += out.Packets
 	}
+	t.Set = mobike.ChildSet(ids)
 	return t, nil
 }
 

@@ -92,7 +92,7 @@ func TestXFRMCountersSumsStates(t *testing.T) {
 	x := NewXFRMCounters(h, k, nil)
 	for i := 0; i < 3; i++ {
 		got, err := x.SACounters(context.Background(), xref)
-		want := XFRMTotals{BytesIn: 1001, PacketsIn: 11, BytesOut: 2002, PacketsOut: 22}
+		want := XFRMTotals{BytesIn: 1001, PacketsIn: 11, BytesOut: 2002, PacketsOut: 22, Set: mobike.ChildSet([]uint64{0xc1<<32 | 0xd1, 0xc2<<32 | 0xd2})}
 		if err != nil || got != want {
 			t.Fatalf("read %d: %+v %v, want %+v", i, got, err, want)
 		}
@@ -124,7 +124,7 @@ func TestXFRMCountersRefreshAfterRekey(t *testing.T) {
 		xfrmID("10.3.0.2", 0xd9, netlink.XFRM_PROTO_ESP, 0): {Packets: 2},
 	}
 	got, err := x.SACounters(context.Background(), xref)
-	if err != nil || got.PacketsIn != 1 || got.PacketsOut != 2 {
+	if err != nil || got.PacketsIn != 1 || got.PacketsOut != 2 || got.Set != mobike.ChildSet([]uint64{0xc9<<32 | 0xd9}) {
 		t.Fatalf("after the rekey: %+v %v", got, err)
 	}
 	if k.fetches != 2 {

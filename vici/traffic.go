@@ -16,11 +16,12 @@ import (
 	"github.com/mobiked/mobiked/mobike"
 )
 
-// Counters are the traffic counters of an IKE_SA's CHILD_SAs, summed, and
-// where they come from.
+// Counters are the traffic counters of an IKE_SA's CHILD_SAs, summed, where
+// they come from and which CHILD_SAs they count (mobike.EvTraffic).
 type Counters struct {
 	BytesIn, BytesOut, PacketsIn, PacketsOut uint64
 	Source                                   mobike.CounterSource
+	Set                                      uint64
 }
 
 // ErrSANotFound: charon does not list the IKE_SA (it went away).
@@ -33,12 +34,15 @@ func (c *Client) SACounters(ctx context.Context, ref mobike.SARef) (Counters, er
 		return Counters{}, fmt.Errorf("vici: counters of %s: %w", ref, err)
 	}
 	n := Counters{Source: mobike.CounterSourceVICI}
+	ids := make([]uint64, 0, len(s.Children))
 	for _, ch := range s.Children {
+		ids = append(ids, uint64(ch.UniqueID))
 		n.BytesIn += ch.BytesIn
 		n.BytesOut += ch.BytesOut
 		n.PacketsIn += ch.PacketsIn
 		n.PacketsOut += ch.PacketsOut
 	}
+	n.Set = mobike.ChildSet(ids)
 	return n, nil
 }
 
@@ -248,7 +252,7 @@ func (p *TrafficPoller) PollOnce(ctx context.Context) bool {
 		p.opts.Logger.Debug("traffic counters", "sa", ref.String(), "err", err)
 		return true
 	}
-	ev := mobike.EvTraffic{SA: ref, At: at, Source: n.Source, BytesIn: n.BytesIn, BytesOut: n.BytesOut, PacketsIn: n.PacketsIn, PacketsOut: n.PacketsOut}
+	ev := mobike.EvTraffic{SA: ref, At: at, Source: n.Source, Set: n.Set, BytesIn: n.BytesIn, BytesOut: n.BytesOut, PacketsIn: n.PacketsIn, PacketsOut: n.PacketsOut}
 	select {
 	case p.out <- ev:
 	case <-ctx.Done():

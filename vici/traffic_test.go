@@ -26,7 +26,7 @@ func TestSACounters(t *testing.T) {
 	})
 	expectConnected(t, f.c.Events(), saA, saB)
 	n, err := f.c.SACounters(context.Background(), mobike.SARef{Conn: "lab", UniqueID: 1})
-	if err != nil || n != (Counters{BytesIn: 8400, BytesOut: 12000, PacketsIn: 70, PacketsOut: 100, Source: mobike.CounterSourceVICI}) {
+	if err != nil || n != (Counters{BytesIn: 8400, BytesOut: 12000, PacketsIn: 70, PacketsOut: 100, Source: mobike.CounterSourceVICI, Set: mobike.ChildSet([]uint64{1})}) {
 		t.Fatalf("got %+v, %v", n, err)
 	}
 	if req := <-reqs; !vicitest.Equal(req, vicitest.M("ike", "lab", "ike-id", "1", "noblock", "yes")) {
@@ -38,7 +38,7 @@ func TestSACounters(t *testing.T) {
 	if _, err := f.c.SACounters(context.Background(), mobike.SARef{Conn: "lab", UniqueID: 9}); !errors.Is(err, ErrSANotFound) {
 		t.Errorf("missing SA: %v", err)
 	}
-	if n, err := f.c.SACounters(context.Background(), mobike.SARef{Conn: "s1", UniqueID: 2}); err != nil || n != (Counters{Source: mobike.CounterSourceVICI}) {
+	if n, err := f.c.SACounters(context.Background(), mobike.SARef{Conn: "s1", UniqueID: 2}); err != nil || n != (Counters{Source: mobike.CounterSourceVICI, Set: mobike.ChildSet([]uint64{2})}) {
 		t.Errorf("SA without counters: %+v %v", n, err)
 	}
 }

@@ -33,7 +33,7 @@ func (r xfrmCounters) SACounters(ctx context.Context, ref mobike.SARef) (vici.Co
 	if err != nil {
 		return vici.Counters{}, err
 	}
-	return vici.Counters{BytesIn: t.BytesIn, BytesOut: t.BytesOut, PacketsIn: t.PacketsIn, PacketsOut: t.PacketsOut, Source: mobike.CounterSourceXFRM}, nil
+	return vici.Counters{BytesIn: t.BytesIn, BytesOut: t.BytesOut, PacketsIn: t.PacketsIn, PacketsOut: t.PacketsOut, Source: mobike.CounterSourceXFRM, Set: t.Set}, nil
 }
 
 // viciKeys adapts vici.Client.SAKeys to monitor.XFRMKeySource.

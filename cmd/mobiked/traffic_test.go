@@ -42,7 +42,7 @@ func TestTrafficSourceAdapters(t *testing.T) {
 	h := stateFake{Bytes: 100, Packets: 1}
 	x := xfrmCounters{monitor.NewXFRMCounters(h, viciKeys{keysFake{k: vici.SAKeys{Local: l, Remote: r, Children: k.Children[:1]}}}, nil)}
 	n, err := x.SACounters(context.Background(), mobike.SARef{Conn: "lab", UniqueID: 1})
-	if err != nil || n != (vici.Counters{BytesIn: 100, BytesOut: 100, PacketsIn: 1, PacketsOut: 1, Source: mobike.CounterSourceXFRM}) {
+	if err != nil || n != (vici.Counters{BytesIn: 100, BytesOut: 100, PacketsIn: 1, PacketsOut: 1, Source: mobike.CounterSourceXFRM, Set: mobike.ChildSet([]uint64{1<<32 | 2})}) {
 		t.Errorf("counters %+v %v", n, err)
 	}
 }
