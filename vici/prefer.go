@@ -18,15 +18,22 @@ const DefaultReprobe = 5 * time.Minute
 // PreferOptions configure a PreferredCounters.
 type PreferOptions struct {
 	Reprobe time.Duration // 0 = DefaultReprobe
-	Logger  *slog.Logger
-	Now     func() time.Time // nil = time.Now
+	// Absent reports whether the primary's error means it does not have
+	// the SA (the kernel has no XFRM state for it): the SA stays on the
+	// fallback until Reprobe. Other errors (charon did not list the busy
+	// SA, a socket error) use the fallback for that reading only. nil:
+	// every error means absent.
+	Absent func(error) bool
+	Logger *slog.Logger
+	Now    func() time.Time // nil = time.Now
 }
 
 // PreferredCounters reads an SA's counters from a primary source (the
 // kernel's XFRM states: cheaper) while it has them and from a fallback
 // (charon's list-sas: kernel-libipsec keeps ESP in user space, no XFRM
-// states) otherwise. The choice is made per SA and remembered: a failed
-// primary read moves the SA to the fallback until Reprobe has passed. Each
+// states) otherwise. The choice is made per SA and remembered: a primary
+// that does not have the SA (PreferOptions.Absent) moves it to the fallback
+// until Reprobe has passed. Each
 // reading carries its Source, and the core never compares readings of two
 // sources (mobike.CounterSource), so a switch cannot look like a silence.
 type PreferredCounters struct {
@@ -37,6 +44,7 @@ type PreferredCounters struct {
 	sas     map[mobike.SARef]*preferState
 	sweepAt time.Time
 	reads   [2]uint64 // primary, fallback
+	told    [2]bool   // the first reading of each source was logged at info
 }
 
 type preferState struct {
@@ -77,16 +85,31 @@ func (p *PreferredCounters) SACounters(ctx context.Context, ref mobike.SARef) (C
 			p.mu.Lock()
 			st.fallbackUntil = time.Time{}
 			p.reads[0]++
+			first := !p.told[0]
+			p.told[0] = true
 			p.mu.Unlock()
+			if first {
+				p.opts.Logger.Info("traffic counters from the kernel", "sa", ref.String(), "source", n.Source.String())
+			}
 			return n, nil
 		}
 		if ctx.Err() != nil {
 			return Counters{}, fmt.Errorf("vici: counters of %s: %w", ref, ctx.Err())
 		}
-		p.opts.Logger.Debug("counters from the fallback", "sa", ref.String(), "until", now.Add(p.opts.Reprobe), "err", err)
-		p.mu.Lock()
-		st.fallbackUntil = now.Add(p.opts.Reprobe)
-		p.mu.Unlock()
+		if p.opts.Absent != nil && !p.opts.Absent(err) {
+			p.opts.Logger.Debug("traffic counters from charon this once", "sa", ref.String(), "err", err)
+		} else {
+			p.mu.Lock()
+			st.fallbackUntil = now.Add(p.opts.Reprobe)
+			first := !p.told[1]
+			p.told[1] = true
+			p.mu.Unlock()
+			lvl := slog.LevelDebug
+			if first { // once: kernel-libipsec makes every SA fall back
+				lvl = slog.LevelInfo
+			}
+			p.opts.Logger.Log(ctx, lvl, "traffic counters from charon", "sa", ref.String(), "until", now.Add(p.opts.Reprobe), "err", err)
+		}
 	}
 	n, err := p.fallback.SACounters(ctx, ref)
 	if err != nil {

@@ -145,3 +145,43 @@ func TestKeysOf(t *testing.T) {
 		t.Errorf("bad SPI: %v, want ErrDecode", err)
 	}
 }
+
+// With Absent, only the primary's "not there" is remembered; another
+// failure (charon skipped the busy SA while the keys were read) falls back
+// for that reading only.
+func TestPreferredCountersAbsent(t *testing.T) {
+	a := mobike.SARef{Conn: "a", UniqueID: 1}
+	kernel := &sourceFake{src: mobike.CounterSourceXFRM}
+	charon := &sourceFake{src: mobike.CounterSourceVICI, has: map[mobike.SARef]bool{a: true}}
+	errBusy := errors.New("IKE_SA busy")
+	var fail error
+	primary := readerFunc(func(ctx context.Context, ref mobike.SARef) (Counters, error) {
+		if fail != nil {
+			return Counters{}, fail
+		}
+		return kernel.SACounters(ctx, ref)
+	})
+	p := NewPreferredCounters(primary, charon, PreferOptions{Absent: func(err error) bool { return errors.Is(err, errNoState) }})
+	ctx := context.Background()
+	fail = errBusy
+	if n, err := p.SACounters(ctx, a); err != nil || n.Source != mobike.CounterSourceVICI {
+		t.Fatalf("busy: %+v %v", n, err)
+	}
+	fail = nil
+	kernel.has = map[mobike.SARef]bool{a: true}
+	if n, err := p.SACounters(ctx, a); err != nil || n.Source != mobike.CounterSourceXFRM {
+		t.Errorf("after a busy SA: %+v %v, want the kernel again", n, err)
+	}
+	kernel.has = nil
+	p.SACounters(ctx, a) // absent: remembered
+	kernel.has = map[mobike.SARef]bool{a: true}
+	if n, _ := p.SACounters(ctx, a); n.Source != mobike.CounterSourceVICI {
+		t.Errorf("absent not remembered: %+v", n)
+	}
+}
+
+type readerFunc func(context.Context, mobike.SARef) (Counters, error)
+
+func (f readerFunc) SACounters(ctx context.Context, ref mobike.SARef) (Counters, error) {
+	return f(ctx, ref)
+}

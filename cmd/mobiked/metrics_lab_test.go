@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
 	"runtime"
 	"strings"
 	"testing"
@@ -178,6 +179,31 @@ func TestLabMetrics(t *testing.T) {
 	}
 	if v := before.sum("mobike_netlink_events_total"); v < 1 {
 		t.Errorf("mobike_netlink_events_total = %v, want at least the initial state", v)
+	}
+
+	// The lab's charon keeps ESP in user space (kernel-libipsec) and this
+	// kernel has no ESP: the SA's counters come from charon, after the
+	// kernel said it has no XFRM state for them.
+	deadline = time.Now().Add(5 * time.Second)
+	for {
+		log, _ := os.ReadFile(l.MobikedLog())
+		var traffic []string
+		found := false
+		for _, ln := range strings.Split(string(log), "\n") {
+			if strings.Contains(ln, "traffic") {
+				traffic = append(traffic, ln)
+				found = found || strings.Contains(ln, `msg="traffic counters from charon"`) &&
+					strings.Contains(ln, "sa=lab#") && strings.Contains(ln, "no XFRM state")
+			}
+		}
+		if found {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("no fallback to charon's counters in mobiked's log:\n%s", strings.Join(traffic, "\n"))
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 
 	// The reflector of the config answers STAMP inside mn.

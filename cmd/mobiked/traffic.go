@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 
 	"github.com/vishvananda/netlink"
@@ -22,7 +23,13 @@ func trafficSource(c *vici.Client, log *slog.Logger) (vici.CounterReader, func()
 		return c, func() {}
 	}
 	x := monitor.NewXFRMCounters(h, viciKeys{c}, nil)
-	return vici.NewPreferredCounters(xfrmCounters{x}, c, vici.PreferOptions{Logger: log.With("component", "traffic")}), h.Close
+	return vici.NewPreferredCounters(xfrmCounters{x}, c, vici.PreferOptions{
+		Logger: log.With("component", "traffic"),
+		// Only the kernel's "no such state" keeps an SA on charon's
+		// counters; a failed key lookup (charon skips a busy SA: noblock)
+		// falls back for one reading.
+		Absent: func(err error) bool { return errors.Is(err, monitor.ErrNoXFRMState) },
+	}), h.Close
 }
 
 // xfrmCounters adapts monitor.XFRMCounters to vici.CounterReader.
