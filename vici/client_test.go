@@ -339,19 +339,32 @@ func BenchmarkDecodeIKEUpdate(b *testing.B) {
 // BenchmarkListSAs1000 measures one list-sas resync of 1000 SAs over the
 // fake charon's unix socket (subscribe + Call workaround, decode included).
 func BenchmarkListSAs1000(b *testing.B) {
-	srv := vicitest.NewServer(filepath.Join(b.TempDir(), "charon.vici"))
 	sas := make([]vicitest.Named, 1000)
 	for i := range sas {
 		sas[i] = vicitest.SA{Conn: fmt.Sprintf("s%d", i), UniqueID: i + 1, Local: "10.1.0.2", Remote: "10.3.0.2", Initiator: true}.Named()
 	}
+	c := benchClient(b, sas)
+	for b.Loop() {
+		got, err := c.ListSAs(context.Background())
+		if err != nil || len(got) != 1000 {
+			b.Fatalf("%d %v", len(got), err)
+		}
+	}
+}
+
+// benchClient starts a fake charon listing sas and a connected Client on it
+// (events drained), both stopped when b ends.
+func benchClient(b *testing.B, sas []vicitest.Named) *Client {
+	b.Helper()
+	srv := vicitest.NewServer(filepath.Join(b.TempDir(), "charon.vici"))
 	srv.SetSAs(sas)
 	if err := srv.Start(); err != nil {
 		b.Fatal(err)
 	}
-	defer srv.Stop()
+	b.Cleanup(srv.Stop)
 	c := New(Options{Socket: srv.Path(), Resync: -1})
 	go func() { _ = c.Run(context.Background()) }()
-	defer c.Close()
+	b.Cleanup(func() { c.Close() })
 	go func() {
 		for range c.Events() {
 		}
@@ -359,10 +372,5 @@ func BenchmarkListSAs1000(b *testing.B) {
 	for !c.Connected() {
 		time.Sleep(time.Millisecond)
 	}
-	for b.Loop() {
-		got, err := c.ListSAs(context.Background())
-		if err != nil || len(got) != 1000 {
-			b.Fatalf("%d %v", len(got), err)
-		}
-	}
+	return c
 }

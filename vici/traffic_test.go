@@ -3,7 +3,6 @@ package vici
 import (
 	"context"
 	"errors"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -137,24 +136,9 @@ func TestTrafficPollerRun(t *testing.T) {
 // the call is filtered), the client's side of the cost against the fake
 // charon (the lab measured ~0.9 ms of mobiked's CPU per reading).
 func BenchmarkSACounters(b *testing.B) {
-	srv := vicitest.NewServer(filepath.Join(b.TempDir(), "charon.vici"))
 	a := saA
 	a.BytesIn, a.PacketsIn, a.BytesOut, a.PacketsOut = 8400, 70, 12000, 100
-	srv.SetSAs([]vicitest.Named{a.Named()})
-	if err := srv.Start(); err != nil {
-		b.Fatal(err)
-	}
-	defer srv.Stop()
-	c := New(Options{Socket: srv.Path(), Resync: -1})
-	go func() { _ = c.Run(context.Background()) }()
-	defer c.Close()
-	go func() {
-		for range c.Events() {
-		}
-	}()
-	for !c.Connected() {
-		time.Sleep(time.Millisecond)
-	}
+	c := benchClient(b, []vicitest.Named{a.Named()})
 	ref := mobike.SARef{Conn: "lab", UniqueID: 1}
 	for b.Loop() {
 		if n, err := c.SACounters(context.Background(), ref); err != nil || n.PacketsIn != 70 {

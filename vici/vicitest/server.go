@@ -137,15 +137,21 @@ func (s *Server) SetConns(conns []Named) {
 	s.conns = slices.Clone(conns)
 }
 
-// SendRaw writes b as it is to every client (e.g. a hostile header) and
-// returns how many it reached.
-func (s *Server) SendRaw(b []byte) int {
+// clientList is a snapshot of the connected clients.
+func (s *Server) clientList() []*client {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	cs := make([]*client, 0, len(s.clients))
 	for c := range s.clients {
 		cs = append(cs, c)
 	}
-	s.mu.Unlock()
+	return cs
+}
+
+// SendRaw writes b as it is to every client (e.g. a hostile header) and
+// returns how many it reached.
+func (s *Server) SendRaw(b []byte) int {
+	cs := s.clientList()
 	n := 0
 	for _, c := range cs {
 		c.wmu.Lock()
@@ -161,12 +167,7 @@ func (s *Server) SendRaw(b []byte) int {
 // Emit sends an event to every client registered for it and returns how many
 // clients it reached.
 func (s *Server) Emit(name string, m *Msg) int {
-	s.mu.Lock()
-	cs := make([]*client, 0, len(s.clients))
-	for c := range s.clients {
-		cs = append(cs, c)
-	}
-	s.mu.Unlock()
+	cs := s.clientList()
 	n := 0
 	for _, c := range cs {
 		c.mu.Lock()
