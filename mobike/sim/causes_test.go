@@ -141,7 +141,7 @@ func TestEveryCauseOccurs(t *testing.T) {
 			w.Run(sec(5))
 			return w
 		},
-		"nat forbidden": natForbidBlackhole,
+		"nat forbidden": func(t *testing.T) *sim.World { return natForbidBlackhole(t, false, sec(5), sec(10)) },
 		"move budget":   flappingEth,
 	}
 	names := make([]string, 0, len(scenarios))

@@ -200,7 +200,7 @@ func TestScenarioMoveBehindNATAndBack(t *testing.T) {
 // RFC 4621 §5.1.6 NAT prevention: the connection forbids NAT, the only other
 // pair is NATed: stay put and alert nat-forbidden.
 func TestScenarioNATForbidStaysPut(t *testing.T) {
-	w := natForbidBlackhole(t)
+	w := natForbidBlackhole(t, false, sec(5), sec(10))
 	wantPair(t, w, "office", pair(ethA, peer1))
 	if count(w, "act alert critical office nat-forbidden") != 1 {
 		t.Error("want one nat-forbidden alert")
@@ -214,15 +214,7 @@ func TestScenarioNATForbidStaysPut(t *testing.T) {
 // NAT forbidden, but a third, NAT-free pair exists: it is chosen although
 // the NATed one ranks higher.
 func TestScenarioNATForbidPicksNATFreePair(t *testing.T) {
-	pol := policy.Settings{Conns: []policy.ConnPolicy{{Name: "office", NAT: policy.NATForbid}}}
-	w := laptop(t, topo{eth: true, wlan: true, wwan: true, pol: pol})
-	w.SetLinkImpair("wlan0", sim.Impair{NAT: true})
-	w.Charon.AddConn("office", peer1)
-	w.Charon.Initiate("office", true)
-	w.Start()
-	w.Run(sec(10))
-	w.SetLinkImpair("eth0", sim.Impair{Blackhole: true})
-	w.Run(sec(5))
+	w := natForbidBlackhole(t, true, sec(10), sec(5))
 	wantPair(t, w, "office", pair(wwanA, peer1))
 	checkGolden(t, w)
 }
@@ -695,18 +687,19 @@ func TestScenarioSteerDivertedToUnknownPeer(t *testing.T) {
 
 // The worlds below serve a scenario test here and TestEveryCauseOccurs.
 
-// natForbidBlackhole: office forbids NAT, wlan0 is NATed, eth0 (the
-// current uplink) is blackholed; 15 s.
-func natForbidBlackhole(t *testing.T) *sim.World {
+// natForbidBlackhole: office forbids NAT, wlan0 is NATed (wwan0, NAT-free,
+// too when wwan), eth0 (the current uplink) is blackholed after settle and
+// the world runs for after more.
+func natForbidBlackhole(t *testing.T, wwan bool, settle, after time.Duration) *sim.World {
 	pol := policy.Settings{Conns: []policy.ConnPolicy{{Name: "office", NAT: policy.NATForbid}}}
-	w := laptop(t, topo{eth: true, wlan: true, pol: pol})
+	w := laptop(t, topo{eth: true, wlan: true, wwan: wwan, pol: pol})
 	w.SetLinkImpair("wlan0", sim.Impair{NAT: true})
 	w.Charon.AddConn("office", peer1)
 	w.Charon.Initiate("office", true)
 	w.Start()
-	w.Run(sec(5))
+	w.Run(settle)
 	w.SetLinkImpair("eth0", sim.Impair{Blackhole: true})
-	w.Run(sec(10))
+	w.Run(after)
 	return w
 }
 
