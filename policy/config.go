@@ -51,9 +51,14 @@ const (
 	// backed-off intervals far from overflowing a time.Duration).
 	MinProbeInterval = 10 * time.Millisecond
 	MaxProbeInterval = time.Hour
-	// MinProbeTimeout and MaxProbeTimeout bound Probes.Timeout.
+	// MinProbeTimeout and MaxProbeTimeout bound Probes.Timeout and the
+	// adaptive timeout's bounds Probes.MinTimeout and Probes.MaxTimeout.
 	MinProbeTimeout = 10 * time.Millisecond
 	MaxProbeTimeout = time.Minute
+	// DefaultProbeMinTimeout and DefaultProbeMaxTimeout are the default
+	// floor and ceiling of the adaptive probe timeout.
+	DefaultProbeMinTimeout = 100 * time.Millisecond
+	DefaultProbeMaxTimeout = 2 * time.Second
 	// MaxLossThreshold bounds Probes.LossThreshold (K consecutive losses).
 	MaxLossThreshold = 100
 	// MaxHoldDown bounds ConnConfig.HoldDown (0 = fail back at once).
@@ -275,9 +280,16 @@ type Probes struct {
 	MeteredStandbyInterval time.Duration // default 10s
 	// Timeout, when set, is a fixed time a probe waits for its reply (an
 	// override). Default 0: adaptive per pair, the RFC 6298 retransmission
-	// timeout SRTT + 4×RTTVAR within 100ms..2s (1s before the first reply),
-	// doubled per timeout until the next reply (monitor/probe Profiles).
+	// timeout SRTT + 4×RTTVAR within MinTimeout..MaxTimeout (1s before the
+	// first reply), doubled per timeout until the next reply (monitor/probe
+	// Profiles).
 	Timeout time.Duration
+	// MinTimeout and MaxTimeout bound the adaptive timeout (ignored with a
+	// fixed Timeout). Defaults DefaultProbeMinTimeout (100ms) and
+	// DefaultProbeMaxTimeout (2s). A floor near the RTT detects a dead pair
+	// sooner and calls a pair whose RTT suddenly grows past it lossy sooner
+	// (the timeout doubles per loss, and a late reply still counts).
+	MinTimeout, MaxTimeout time.Duration
 	// LossThreshold (K) is the number of consecutive losses that declare a
 	// pair down. Default DefaultDownAfter (3).
 	LossThreshold int
@@ -347,6 +359,8 @@ func Default() *Config {
 			ActiveInterval:         200 * time.Millisecond,
 			StandbyInterval:        time.Second,
 			MeteredStandbyInterval: 10 * time.Second,
+			MinTimeout:             DefaultProbeMinTimeout,
+			MaxTimeout:             DefaultProbeMaxTimeout,
 			LossThreshold:          DefaultDownAfter,
 		},
 		Steering: Steering{
@@ -484,6 +498,9 @@ func (c *Config) validate(v *validator) {
 
 	for _, n := range c.numbers() {
 		n.check(v)
+	}
+	if p := c.Probes; p.MinTimeout > p.MaxTimeout {
+		v.addf("probes.min_timeout", "timeout floor %s is above the ceiling %s (probes.max_timeout)", p.MinTimeout, p.MaxTimeout)
 	}
 	s := c.Steering
 	switch s.Table {
@@ -679,6 +696,8 @@ func (c *Config) numbers() []number {
 		dur("probes.standby_interval", "Probes.StandbyInterval", "interval", p.StandbyInterval, MinProbeInterval, MaxProbeInterval),
 		dur("probes.metered_standby_interval", "Probes.MeteredStandbyInterval", "interval", p.MeteredStandbyInterval, MinProbeInterval, MaxProbeInterval),
 		timeout,
+		dur("probes.min_timeout", "Probes.MinTimeout", "timeout floor", p.MinTimeout, MinProbeTimeout, MaxProbeTimeout),
+		dur("probes.max_timeout", "Probes.MaxTimeout", "timeout ceiling", p.MaxTimeout, MinProbeTimeout, MaxProbeTimeout),
 		count("probes.loss_threshold", "Probes.LossThreshold", "loss threshold", int64(p.LossThreshold), 1, MaxLossThreshold),
 		count("steering.table", "Steering.Table", "table", int64(s.Table), 1, math.MaxUint32),
 		count("steering.rule_priority.min", "Steering.RulePriorityMin", "rule priority", int64(s.RulePriorityMin), MinRulePriority, MaxRulePriority),

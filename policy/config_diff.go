@@ -143,6 +143,8 @@ func Diff(old, new *Config) []Change {
 	f.cmp(old.Probes.StandbyInterval != new.Probes.StandbyInterval, "standby_interval")
 	f.cmp(old.Probes.MeteredStandbyInterval != new.Probes.MeteredStandbyInterval, "metered_standby_interval")
 	f.cmp(old.Probes.Timeout != new.Probes.Timeout, "timeout")
+	f.cmp(old.Probes.MinTimeout != new.Probes.MinTimeout, "min_timeout")
+	f.cmp(old.Probes.MaxTimeout != new.Probes.MaxTimeout, "max_timeout")
 	f.cmp(old.Probes.LossThreshold != new.Probes.LossThreshold, "loss_threshold")
 	out = f.add(out, ProbesChanged)
 

@@ -699,6 +699,8 @@ func (d *decoder) probes(n *yaml.Node, field string, p *Probes) {
 		"standby_interval":         func(v *yaml.Node, f string) { d.duration(v, f, &p.StandbyInterval) },
 		"metered_standby_interval": func(v *yaml.Node, f string) { d.duration(v, f, &p.MeteredStandbyInterval) },
 		"timeout":                  func(v *yaml.Node, f string) { d.duration(v, f, &p.Timeout) },
+		"min_timeout":              func(v *yaml.Node, f string) { d.duration(v, f, &p.MinTimeout) },
+		"max_timeout":              func(v *yaml.Node, f string) { d.duration(v, f, &p.MaxTimeout) },
 		"loss_threshold":           func(v *yaml.Node, f string) { d.integer(v, f, &p.LossThreshold) },
 	})
 }

@@ -48,8 +48,8 @@ func dumpConfig(c *Config) string {
 	if p.Timeout != 0 {
 		timeout = p.Timeout.String()
 	}
-	fmt.Fprintf(&b, "probes active=%s standby=%s metered=%s timeout=%s k=%d\n",
-		p.ActiveInterval, p.StandbyInterval, p.MeteredStandbyInterval, timeout, p.LossThreshold)
+	fmt.Fprintf(&b, "probes active=%s standby=%s metered=%s timeout=%s bounds=%s..%s k=%d\n",
+		p.ActiveInterval, p.StandbyInterval, p.MeteredStandbyInterval, timeout, p.MinTimeout, p.MaxTimeout, p.LossThreshold)
 	fmt.Fprintf(&b, "steering table=%d rules=%d..%d\n", c.Steering.Table, c.Steering.RulePriorityMin, c.Steering.RulePriorityMax)
 	fmt.Fprintf(&b, "reflector listen=%v key=%q\n", c.Reflector.Listen, c.Reflector.Key)
 	fmt.Fprintf(&b, "metrics listen=%v\ncontrol socket=%s\n", c.MetricsListen, c.ControlSocket)

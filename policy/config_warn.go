@@ -8,7 +8,8 @@ import (
 )
 
 // Warnings returns what the configuration allows but probably does not
-// mean, in file order. Today: policy conflicts it can see statically.
+// mean, in file order: policy conflicts it can see statically, and bounds
+// of the adaptive probe timeout written next to a fixed timeout.
 // Connections whose peer addresses overlap share one steering group with one
 // pair (routes steer per destination address, not per SA; prohibit rules are
 // host-wide), chosen for the one listed first; when their allowed uplinks
@@ -73,6 +74,13 @@ func (c *Config) Warnings() []Problem {
 		for _, a := range e.p.PeerAddrs {
 			if l := byAddr[a]; len(l) == 0 || l[len(l)-1] != j {
 				byAddr[a] = append(l, j)
+			}
+		}
+	}
+	if c.Probes.Timeout > 0 {
+		for _, f := range []string{"probes.min_timeout", "probes.max_timeout"} {
+			if _, written := c.pos[f]; written {
+				v.addf(f, "ignored: probes.timeout %s is a fixed timeout; the bounds apply to the adaptive one", c.Probes.Timeout)
 			}
 		}
 	}

@@ -34,3 +34,33 @@ func TestWarningsPolicyConflict(t *testing.T) {
 		t.Errorf("default config: %v", ws)
 	}
 }
+
+// TestWarningsTimeoutBounds: bounds of the adaptive timeout next to a fixed
+// timeout do nothing; the operator is told so, and only then.
+func TestWarningsTimeoutBounds(t *testing.T) {
+	for _, tc := range []struct {
+		name, yaml string
+		want       []string
+	}{
+		{"fixed with bounds", "probes:\n  timeout: 100ms\n  min_timeout: 25ms\n  max_timeout: 1s\n", []string{
+			"x.yaml:3: probes.min_timeout: ignored: probes.timeout 100ms is a fixed timeout; the bounds apply to the adaptive one",
+			"x.yaml:4: probes.max_timeout: ignored: probes.timeout 100ms is a fixed timeout; the bounds apply to the adaptive one",
+		}},
+		{"adaptive with bounds", "probes:\n  min_timeout: 25ms\n", nil},
+		{"fixed alone", "probes:\n  timeout: 100ms\n", nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := Load("x.yaml", []byte(tc.yaml))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, w := range c.Warnings() {
+				got = append(got, w.String())
+			}
+			if strings.Join(got, "\n") != strings.Join(tc.want, "\n") {
+				t.Errorf("warnings:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(tc.want, "\n"))
+			}
+		})
+	}
+}

@@ -114,6 +114,8 @@ func probeProfiles(cfg *policy.Config) probe.Profiles {
 		Standby:        cfg.Probes.StandbyInterval,
 		MeteredStandby: cfg.Probes.MeteredStandbyInterval,
 		Timeout:        cfg.Probes.Timeout, // 0 = adaptive
+		MinTimeout:     cfg.Probes.MinTimeout,
+		MaxTimeout:     cfg.Probes.MaxTimeout,
 		DownAfter:      cfg.Probes.LossThreshold,
 	}
 }

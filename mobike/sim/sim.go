@@ -736,7 +736,8 @@ func (w *World) send(p *prober, gen, b int) {
 			}
 		}
 		p.stats.RTO = w.pm.Timeout
-		p.stats.Confirming = p.burstOut > 0
+		// as monitor/probe: a streak longer than the burst is its evidence
+		p.stats.Confirming = p.burstOut > 0 && p.stats.ConsecLost <= max(w.pm.Burst, 1)
 		ev := mobike.EvProbeResult{Pair: p.act.Pair, Method: p.act.Method, OK: ok, At: w.Now, Stats: p.stats}
 		if ok {
 			ev.RTT = rtt

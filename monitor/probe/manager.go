@@ -638,6 +638,16 @@ func (p *prober) confirming() bool {
 	return false
 }
 
+// awaitingBurst reports whether p's losses still wait for the evidence of a
+// burst in flight (PathStats.Confirming): a burst is in flight and the
+// streak holds no more than Burst losses. A longer streak is at least the
+// evidence the burst would give — the first miss and Burst lost probes in a
+// row — so the verdict need not wait for the burst's last deadline: with
+// short intervals the regular probes reach it first.
+func (m *Manager) awaitingBurst(p *prober) bool {
+	return p.confirming() && p.st.consec <= max(m.prof.Burst, 1)
+}
+
 // remember keeps a timed-out probe for a late reply.
 func (p *prober) remember(o outstanding) {
 	if len(p.late) == lateKeep {
@@ -804,7 +814,7 @@ func (m *Manager) deliver(p *prober, gen uint64, r Reply) {
 func (m *Manager) statsLocked(p *prober) mobike.PathStats {
 	ps := p.st.snapshot()
 	ps.RTO = m.prof.timeout(p.st.srtt, p.st.rttvar, p.st.haveRTT, p.backoff)
-	ps.Confirming = p.confirming()
+	ps.Confirming = m.awaitingBurst(p)
 	return ps
 }
 

@@ -321,3 +321,45 @@ func TestFuncTransport(t *testing.T) {
 	}
 	m.Close()
 }
+
+// TestVerdictOnStreakLongerThanBurst: with an interval shorter than the
+// timeout the regular probes' losses outrun the burst. Once the streak holds
+// more losses than the burst (the first miss plus Burst lost probes in a
+// row, the evidence a lost burst gives), the verdict no longer waits for the
+// burst's last deadline; below that every loss still waits for it.
+func TestVerdictOnStreakLongerThanBurst(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		prof Profiles
+		// the blackhole comes 20ms before the next regular probe (s1)
+		want, wantMax time.Duration
+	}{
+		// s1 times out at 120ms and starts the burst (b1 at 120ms, b2 at
+		// 153ms, b3 at 186ms, each waiting 100ms); the regular probes of
+		// 70ms and 120ms time out at 170ms and 220ms, when b1 does: four
+		// losses at 220ms, while b2 and b3 are still in flight (286ms).
+		{"fixed 100ms timeout, 50ms interval", Profiles{Active: 50 * time.Millisecond, Timeout: 100 * time.Millisecond},
+			220 * time.Millisecond, 221 * time.Millisecond},
+		// the adaptive timeout on a 10ms-RTT path with a 25ms floor: s1
+		// times out at 55ms, the burst (twice the timeout after that miss)
+		// resolves within ≈ 55 + 2×12 + 2×35 ms
+		{"adaptive 25ms floor, 50ms interval", Profiles{Active: 50 * time.Millisecond, MinTimeout: 25 * time.Millisecond},
+			0, 150 * time.Millisecond},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, evs := blackholeDetection(t, tc.prof)
+			if got < tc.want || got > tc.wantMax {
+				t.Fatalf("down verdict after %v, want %v..%v", got, tc.want, tc.wantMax)
+			}
+			last := evs[len(evs)-1]
+			if last.Stats.ConsecLost != DefaultProfiles().Burst+1 {
+				t.Fatalf("verdict event %+v: want a streak of burst+1", last.Stats)
+			}
+			for _, ev := range evs[:len(evs)-1] {
+				if !ev.Stats.Confirming {
+					t.Fatalf("loss %+v before the verdict without a burst in flight", ev.Stats)
+				}
+			}
+		})
+	}
+}

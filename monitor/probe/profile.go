@@ -30,9 +30,10 @@ type Profiles struct {
 	// and doubled per timeout of a loss streak (RFC 6298 (5.5)) until the
 	// next reply.
 	Timeout time.Duration
-	// MinTimeout is the floor of the adaptive timeout. Default 100ms.
+	// MinTimeout is the floor of the adaptive timeout. Default
+	// policy.DefaultProbeMinTimeout (100ms).
 	MinTimeout time.Duration
-	// MaxTimeout is its ceiling. Default 2s.
+	// MaxTimeout is its ceiling. Default policy.DefaultProbeMaxTimeout (2s).
 	MaxTimeout time.Duration
 	// InitialTimeout is the adaptive timeout before a pair's first reply.
 	// Default 1s (RFC 6298 (2.1)).
@@ -46,10 +47,13 @@ type Profiles struct {
 	// Burst is the number of confirmation probes sent after the first loss
 	// of a streak, BurstGap apart, the first at once. While they are in
 	// flight a result carries PathStats.Confirming, and the core waits for
-	// the burst's evidence before it declares the pair down. Default
-	// DownAfter (a silent pair then shows ≥ DownAfter+1 consecutive losses
-	// within ≈ one backed-off timeout plus two gaps of the first miss);
-	// negative disables bursts.
+	// the burst's evidence before it declares the pair down — unless the
+	// streak already holds more than Burst losses (counted in deadline
+	// order, regular and burst probes alike): that is as many consecutive
+	// losses as a lost burst after the first miss gives, so the rest of the
+	// burst could only add to it. Default DownAfter (a silent pair then
+	// shows ≥ DownAfter+1 consecutive losses within ≈ one backed-off
+	// timeout plus two gaps of the first miss); negative disables bursts.
 	Burst int
 	// BurstGap separates the confirmation probes. Default 0: a third of
 	// the pair's timeout.
@@ -89,8 +93,8 @@ func (p Profiles) withDefaults() Profiles {
 	def(&p.Standby, time.Second)
 	def(&p.MeteredStandby, 10*time.Second)
 	p.Timeout = max(p.Timeout, 0)
-	def(&p.MinTimeout, 100*time.Millisecond)
-	def(&p.MaxTimeout, 2*time.Second)
+	def(&p.MinTimeout, policy.DefaultProbeMinTimeout)
+	def(&p.MaxTimeout, policy.DefaultProbeMaxTimeout)
 	def(&p.InitialTimeout, time.Second)
 	p.MaxTimeout = max(p.MaxTimeout, p.MinTimeout)
 	p.InitialTimeout = min(max(p.InitialTimeout, p.MinTimeout), p.MaxTimeout)
