@@ -56,6 +56,10 @@ type Controller struct {
 	localWhy map[netip.Addr]PathReason
 	locals   []localAddr // locally operational, sorted by address
 
+	// lastArm is when the core last asked for charon's roam evaluation
+	// (ActArmRoam).
+	lastArm time.Time
+
 	pairs    map[Pair]*pair
 	pairKeys []Pair                 // sorted
 	byRemote map[netip.Addr][]*pair // by local address
@@ -927,6 +931,7 @@ func (c *Controller) onProbe(ev EvProbeResult) {
 	// the ranking uses half the RTT of a connection's current pair
 	p.rttClass, p.rttHalfClass = policy.RTTClass(p.rtt()), policy.RTTClass(p.rtt()/2)
 	p.slaMask = c.slaMask(p)
+	c.maybeArmRoam(p, ev)
 	g := c.groupOf[k.Remote]
 	if g == nil {
 		return

@@ -84,6 +84,8 @@ func kinds(acts []Action) string {
 			s = append(s, fmt.Sprintf("alert %s", a.Reason))
 		case ActProbeConfirm:
 			s = append(s, fmt.Sprintf("confirm %s", a.Pair))
+		case ActArmRoam:
+			s = append(s, fmt.Sprintf("arm-roam %s", a.Pair))
 		}
 	}
 	return strings.Join(s, "; ")

@@ -53,6 +53,13 @@ func (dm *daemonMetrics) observeAlert(r mobike.AlertReason) {
 	}
 }
 
+// observeRoamArm counts an arm of charon's roam evaluation (loop goroutine).
+func (dm *daemonMetrics) observeRoamArm() {
+	if dm.m != nil {
+		dm.m.ObserveRoamArm()
+	}
+}
+
 // observe turns one trace observation into counter updates (loop goroutine).
 func (dm *daemonMetrics) observe(now time.Time, o mobike.Observation, d *daemon) {
 	if dm.m == nil {

@@ -147,6 +147,7 @@ type Metrics struct {
 	alerts         *prometheus.CounterVec
 	failover       prometheus.Histogram
 	netlinkEvents  prometheus.Counter
+	roamArms       prometheus.Counter
 	probeSent      *prometheus.CounterVec
 	probeLost      *prometheus.CounterVec
 	probeBytes     *prometheus.CounterVec
@@ -182,6 +183,7 @@ func Catalog() []Metric {
 		{"mobike_alerts_total", "counter", []string{"reason"}, "Alerts raised for operators, by reason (e.g. policy-conflict: connections sharing a gateway address have incompatible policies)."},
 		{"mobike_failover_duration_seconds", "histogram", nil, "Time from detecting that a connection's path is down to charon confirming the move (ike-update)."},
 		{"mobike_netlink_events_total", "counter", nil, "Netlink link, address and route messages received."},
+		{"mobike_charon_roam_arms_total", "counter", nil, "Times charon's roam evaluation was armed at the first loss of a connection's pair (a route added and removed at once in mobiked's table, routing nothing), so that a move decided within charon's 100 ms delay is carried out when it ends."},
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
@@ -221,6 +223,9 @@ func New(reg prometheus.Registerer, src Source, opts Options) (*Metrics, error) 
 	m.netlinkEvents = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "mobike_netlink_events_total", Help: catalogHelp("mobike_netlink_events_total"),
 	})
+	m.roamArms = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "mobike_charon_roam_arms_total", Help: catalogHelp("mobike_charon_roam_arms_total"),
+	})
 	m.probeSent = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "mobike_probe_sent_total", Help: catalogHelp("mobike_probe_sent_total"),
 	}, []string{"uplink"})
@@ -244,7 +249,7 @@ func New(reg prometheus.Registerer, src Source, opts Options) (*Metrics, error) 
 	m.stateCollector = newStateCollector(src, opts.Build)
 
 	for _, c := range []prometheus.Collector{
-		m.steers, m.steerFailures, m.alerts, m.failover, m.netlinkEvents,
+		m.steers, m.steerFailures, m.alerts, m.failover, m.netlinkEvents, m.roamArms,
 		m.probeSent, m.probeLost, m.probeBytes, m.stateCollector,
 	} {
 		if err := reg.Register(c); err != nil {
@@ -278,6 +283,12 @@ func (m *Metrics) ObserveFailover(d time.Duration) {
 // ObserveNetlinkEvent counts one netlink message.
 func (m *Metrics) ObserveNetlinkEvent() {
 	m.netlinkEvents.Inc()
+}
+
+// ObserveRoamArm counts one arm of charon's roam evaluation
+// (mobike.ActArmRoam).
+func (m *Metrics) ObserveRoamArm() {
+	m.roamArms.Inc()
 }
 
 // ObserveProbe counts one probe of bytes bytes sent on uplink, lost or not.

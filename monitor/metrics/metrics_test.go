@@ -90,6 +90,7 @@ func observeAll(m *Metrics) {
 	m.ObserveFailover(1500 * time.Millisecond)
 	m.ObserveNetlinkEvent()
 	m.ObserveNetlinkEvent()
+	m.ObserveRoamArm()
 	m.ObserveProbe("eth0", 64, false)
 	m.ObserveProbe("eth0", 64, false)
 	m.ObserveProbe("wwan0", 48, true)

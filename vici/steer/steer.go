@@ -216,7 +216,9 @@ type Steerer struct {
 	// latest is the state submitted to Run and not applied yet.
 	smu    sync.Mutex
 	latest *mobike.ActRouting
+	arm    *armReq // a RequestArmRoam not carried out yet
 	wake   chan struct{}
+	arms   atomic.Uint64
 	// applied is the generation Run applied last (fully or not).
 	applied atomic.Uint64
 }
@@ -453,8 +455,8 @@ func (s *Steerer) Submit(a mobike.ActRouting) {
 // resync that failed). Closed when Run returns.
 func (s *Steerer) Events() <-chan mobike.Event { return s.events }
 
-// Run applies submitted states until ctx ends, and re-applies the last one
-// every Resync.
+// Run applies submitted states until ctx ends, re-applies the last one
+// every Resync, and carries out RequestArmRoam.
 func (s *Steerer) Run(ctx context.Context) error {
 	defer close(s.events)
 	tick := time.NewTicker(s.o.Resync)
@@ -470,9 +472,16 @@ func (s *Steerer) Run(ctx context.Context) error {
 			resync = true
 		}
 		s.smu.Lock()
-		a := s.latest
-		s.latest = nil
+		a, arm := s.latest, s.arm
+		s.latest, s.arm = nil, nil
 		s.smu.Unlock()
+		if arm != nil {
+			// First: a routing state applied now would trigger charon
+			// itself, and the arm is cheap (two netlink calls).
+			if err := s.ArmRoam(arm.linkIdx, arm.local); err != nil {
+				s.log.Warn("charon roam not armed", "err", err)
+			}
+		}
 		if a == nil {
 			if !resync || last == nil {
 				continue
