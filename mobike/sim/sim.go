@@ -312,6 +312,11 @@ func (w *World) execute(a mobike.Action) {
 		}
 	case mobike.ActTrafficWatch:
 		// The simulated SAs carry no traffic: nothing to read.
+	case mobike.ActArmRoam:
+		// A route added and removed in mobiked's table: charon's roam
+		// evaluation starts, or merges with a pending one.
+		w.logf("act arm-roam %s", a.Pair)
+		w.Charon.routeChanged()
 	case mobike.ActProbeStop:
 		w.logf("act probe-stop %s", a.Pair)
 		if p := w.probers[a.Pair]; p != nil {
