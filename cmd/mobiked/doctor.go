@@ -30,12 +30,27 @@ type charonSetting struct {
 	key string            // below the daemon's namespace (charon or charon-systemd)
 	ok  func(string) bool // whether a value is what mobiked needs
 	why string            // shown when missing
+	// unsetOK: charon's default is what mobiked needs; only a value
+	// written otherwise is reported.
+	unsetOK bool
 }
 
 var charonSettings = []charonSetting{
-	{"prefer_best_path", swTrue, "charon keeps a working path although mobiked's routes prefer another"},
-	{"plugins.kernel-netlink.fwmark", func(v string) bool { return strings.HasPrefix(v, "!") }, "charon's lookups skip mobiked's rules (and it cannot be moved to another peer address)"},
-	{"plugins.kernel-netlink.process_rules", swTrue, "rule changes do not make charon re-check its path"},
+	{"prefer_best_path", swTrue, "charon keeps a working path although mobiked's routes prefer another", false},
+	{"plugins.kernel-netlink.fwmark", func(v string) bool { return strings.HasPrefix(v, "!") }, "charon's lookups skip mobiked's rules (and it cannot be moved to another peer address)", false},
+	{"plugins.kernel-netlink.process_rules", swTrue, "rule changes do not make charon re-check its path", false},
+	{"process_route", swNotFalse, "route changes (mobiked's host routes, its arm of charon's roam evaluation) do not make charon re-check its path", true},
+	{"plugins.kernel-netlink.roam_events", swNotFalse, "charon ignores every routing change: it never follows mobiked", true},
+}
+
+// swNotFalse accepts any value but a false one (for settings whose default
+// is yes).
+func swNotFalse(v string) bool {
+	switch strings.ToLower(v) {
+	case "0", "no", "false", "disabled":
+		return false
+	}
+	return true
 }
 
 // charonSettingsMissing names the settings mobiked needs that c does not set
@@ -48,7 +63,7 @@ func charonSettingsMissing(c *swConf) []string {
 		if !ok {
 			v, ok = c.get("charon." + s.key)
 		}
-		if !ok || !s.ok(v) {
+		if (!ok && !s.unsetOK) || (ok && !s.ok(v)) {
 			missing = append(missing, "charon."+s.key)
 		}
 	}

@@ -65,7 +65,27 @@ func TestSwConfInstallPath(t *testing.T) {
 	}
 	missing := charonSettingsMissing(wrong)
 	if len(missing) != 3 {
-		t.Errorf("missing = %v, want all three settings", missing)
+		t.Errorf("missing = %v, want the three settings charon does not default to", missing)
+	}
+	// Settings whose default mobiked needs: reported only when written
+	// otherwise.
+	for _, tc := range []struct {
+		conf string
+		want []string
+	}{
+		{"charon { process_route = no }", []string{"charon.process_route"}},
+		{"charon { plugins { kernel-netlink { roam_events = no } } }", []string{"charon.plugins.kernel-netlink.roam_events"}},
+		{"charon { process_route = yes\n plugins { kernel-netlink { roam_events = 1 } } }", nil},
+	} {
+		fsys := debianLike("strongswan.d")
+		fsys["etc/strongswan.d/zz-local.conf"] = &fstest.MapFile{Data: []byte(tc.conf + "\n")}
+		c, err := loadSwConf(fsys, "etc/strongswan.conf")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := charonSettingsMissing(c); !slices.Equal(got, tc.want) {
+			t.Errorf("%s: missing %v, want %v", tc.conf, got, tc.want)
+		}
 	}
 }
 
