@@ -126,7 +126,12 @@ type prober struct {
 	burstLeft int       // confirmation probes still to send
 	nextBurst time.Time // when the next one leaves
 	burstGap  time.Duration
-	backoff   int // timeouts since the last reply: doublings of the RTO
+	// burstBackoff is the backoff at the start of the burst: its probes
+	// keep that timeout, so that losses of probes sent before the burst do
+	// not stretch the burst's own deadlines (the burst exists to decide
+	// quickly; a late reply still proves the pair alive).
+	burstBackoff int
+	backoff      int // timeouts since the last reply: doublings of the RTO
 
 	due  time.Time // earliest of nextTick, nextBurst, the deadlines in out
 	qidx int       // index in Manager.queue; -1 = not queued
@@ -614,6 +619,7 @@ func (m *Manager) sendBurstLocked(p *prober, now time.Time) {
 func (m *Manager) startBurstLocked(p *prober, at time.Time, n int) {
 	p.burstLeft = n
 	p.nextBurst = at
+	p.burstBackoff = p.backoff
 	p.burstGap = m.prof.burstGap(m.prof.baseTimeout(p.st.srtt, p.st.rttvar, p.st.haveRTT))
 }
 
@@ -694,8 +700,12 @@ func (m *Manager) sendLocked(p *prober, now time.Time, burst bool) {
 			p.ep, p.openErr = ep, false
 		}
 	}
+	backoff := p.backoff
+	if burst {
+		backoff = min(backoff, p.burstBackoff)
+	}
 	o := outstanding{seq: p.seq, burst: burst, sent: now,
-		rto: m.prof.timeout(p.st.srtt, p.st.rttvar, p.st.haveRTT, p.backoff)}
+		rto: m.prof.timeout(p.st.srtt, p.st.rttvar, p.st.haveRTT, backoff)}
 	o.deadline = now.Add(o.rto)
 	if _, polled := p.tr.(Poller); polled {
 		o.nextPoll, o.pollGap = m.firstPoll(p, now), m.pollQuantum()

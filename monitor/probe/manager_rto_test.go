@@ -435,3 +435,38 @@ func TestPolledReplies(t *testing.T) {
 		t.Fatalf("events %+v", evs)
 	}
 }
+
+// TestBurstKeepsItsTimeout: a burst requested by the core (a traffic hint)
+// on a silent pair while a regular probe is in flight: that probe times out
+// in the middle of the burst and backs the pair's timeout off, but the
+// burst's probes keep the timeout of the burst's start, so the burst
+// resolves one base timeout after its last probe (not a backed-off one).
+func TestBurstKeepsItsTimeout(t *testing.T) {
+	m, c, n := newTestManager(t, Profiles{})
+	start(t, m, pairA, "eth0", mobike.ProfileActive)
+	c.Advance(1020 * time.Millisecond) // probes at 0, 200 … 1000 answered
+	drain(m)
+	n.set(func(n *fakeNet) { n.drop = func(mobike.Pair, uint32) bool { return true } })
+	c.Advance(230 * time.Millisecond) // the probe of 1200 is in flight until 1300
+	hint := c.Now()
+	if err := m.Apply(mobike.ActProbeConfirm{Pair: pairA}); err != nil {
+		t.Fatal(err)
+	}
+	base := DefaultProfiles().MinTimeout
+	want := hint.Add(2*(base/3) + base) // the burst's last probe, at the base timeout
+	var verdict time.Time
+	for range 1000 {
+		c.Advance(time.Millisecond)
+		for _, ev := range drain(m) {
+			if downVerdict(ev, 3) && verdict.IsZero() {
+				verdict = ev.At
+			}
+		}
+		if !verdict.IsZero() {
+			break
+		}
+	}
+	if verdict.IsZero() || verdict.Sub(want).Abs() > time.Millisecond {
+		t.Fatalf("down verdict %v after the hint, want %v", verdict.Sub(hint), want.Sub(hint))
+	}
+}

@@ -28,7 +28,8 @@ type Profiles struct {
 	// RTO = SRTT + max(G, 4×RTTVAR) with G = 1ms, clamped to
 	// [MinTimeout, MaxTimeout], InitialTimeout before the first RTT sample,
 	// and doubled per timeout of a loss streak (RFC 6298 (5.5)) until the
-	// next reply.
+	// next reply; the probes of a confirmation burst keep the timeout the
+	// pair had when the burst started.
 	Timeout time.Duration
 	// MinTimeout is the floor of the adaptive timeout. Default
 	// policy.DefaultProbeMinTimeout (100ms).
