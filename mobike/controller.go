@@ -56,8 +56,9 @@ type Controller struct {
 	localWhy map[netip.Addr]PathReason
 	locals   []localAddr // locally operational, sorted by address
 
-	// lastArm is when the core last asked for charon's roam evaluation
-	// (ActArmRoam).
+	// arm is the planned ActArmRoam, lastArm when the core last emitted
+	// one (roamarm.go).
+	arm     *armPlan
 	lastArm time.Time
 
 	pairs    map[Pair]*pair
@@ -931,7 +932,7 @@ func (c *Controller) onProbe(ev EvProbeResult) {
 	// the ranking uses half the RTT of a connection's current pair
 	p.rttClass, p.rttHalfClass = policy.RTTClass(p.rtt()), policy.RTTClass(p.rtt()/2)
 	p.slaMask = c.slaMask(p)
-	c.maybeArmRoam(p, ev)
+	c.planArm(p, ev)
 	g := c.groupOf[k.Remote]
 	if g == nil {
 		return
@@ -1057,6 +1058,7 @@ func (c *Controller) flush() []Action {
 		out = append(out, *c.routingAct)
 		c.routingAct = nil
 	}
+	c.fireArm()
 	out = append(out, c.acts...)
 	out = append(out, watch...)
 	c.acts = nil
@@ -1067,6 +1069,9 @@ func (c *Controller) flush() []Action {
 			if !g.deadline.IsZero() && (c.deadline.IsZero() || g.deadline.Before(c.deadline)) {
 				c.deadline = g.deadline
 			}
+		}
+		if c.arm != nil && (c.deadline.IsZero() || c.arm.at.Before(c.deadline)) {
+			c.deadline = c.arm.at
 		}
 	}
 	return out

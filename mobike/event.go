@@ -219,11 +219,16 @@ type PathStats struct {
 	// RTO is the timeout the prober currently gives a probe of this pair
 	// (adaptive, RFC 6298, or the configured fixed timeout).
 	RTO time.Duration
-	// Confirming: a confirmation burst is in flight on the pair (started by
-	// the first loss of a streak, or requested with ActProbeConfirm). The
-	// losses counted so far are not the whole evidence yet: the core waits
-	// for the burst before it declares the pair down on consecutive losses.
+	// Confirming: the losses counted so far are not the whole evidence yet:
+	// a confirmation burst is in flight on the pair (started by the first
+	// loss of a streak, or requested with ActProbeConfirm) and the streak
+	// does not yet hold more losses, each waited for at least as long as
+	// the burst's probes, than the burst has probes. The core waits for it
+	// before it declares the pair down on consecutive losses.
 	Confirming bool
+	// BurstEnds is when the confirmation burst in flight resolves if the
+	// pair stays silent (its last probe's deadline); zero without a burst.
+	BurstEnds time.Time
 }
 
 // EvProbeResult reports the outcome of one probe on a pair. A reply counts only

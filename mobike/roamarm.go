@@ -7,17 +7,18 @@ import "time"
 // charon (kernel-netlink, strongSwan 5.9) looks at its IKE_SAs' paths
 // CharonRoamDelay after the first routing event it sees, and merges every
 // event inside that delay into the same evaluation. A steer therefore
-// reaches the tunnel at least CharonRoamDelay after mobiked changed the
-// routes — unless an evaluation is already pending: then the change is
-// carried out when that one runs. At the first loss of the pair a group is
-// on, when the pair's timeout is short enough for a verdict (and a move)
-// to come within that delay, the core asks the steering adapter to arm
-// charon's evaluation with a change that routes nothing (ActArmRoam). If
-// the pair is down, the move decided meanwhile is carried out up to
-// CharonRoamDelay sooner; if it is not, charon finds every path as it was
-// and keeps it ("keeping connection path"). Each arm makes charon look at
-// every IKE_SA, so arms are at least RoamArmGap apart, host-wide (charon's
-// evaluation is host-wide too).
+// reaches the tunnel CharonRoamDelay after mobiked changed the routes —
+// unless an evaluation is already pending: then the change is carried out
+// when that one runs. So when the pair a group is on has a confirmation
+// burst in flight and stays silent, the core plans to arm charon's
+// evaluation (ActArmRoam: a routing change that routes nothing) so that it
+// runs just after the move would be decided: armAllowance after the burst's
+// end (PathStats.BurstEnds), time for the down verdict and the candidates'
+// confirmation. A reply of the pair before then cancels the plan; if the
+// arm is made and the pair turns out fine, charon finds every path as it
+// was and keeps it ("keeping connection path"). Each arm makes charon look
+// at every IKE_SA, so arms are at least RoamArmGap apart, host-wide
+// (charon's evaluation is host-wide too).
 
 // CharonRoamDelay is charon's debounce of routing events (ROAM_DELAY in
 // kernel-netlink, not configurable).
@@ -26,17 +27,16 @@ const CharonRoamDelay = 100 * time.Millisecond
 // RoamArmGap is the least time between two ActArmRoam.
 const RoamArmGap = time.Second
 
-// roamArmRTO is the largest timeout of the pair (after the first loss, as
-// the prober reports it: already doubled once) at which an arm is worth
-// it: the verdict then needs about one such timeout plus the burst's
-// spacing (a third of the base timeout per probe), and the confirmation of
-// the candidates one base timeout, all within CharonRoamDelay.
-const roamArmRTO = CharonRoamDelay / 2
+// armAllowance is the time from a burst's end to the steer: the verdict (at
+// once) and the confirmation of the candidates (minAnswerWait for a
+// candidate ahead in preference that does not answer, a few scheduler rounds
+// for the one that does).
+const armAllowance = 2 * minAnswerWait
 
 // ActArmRoam asks the steering adapter to make charon start its roam
 // evaluation now, with a routing change that routes nothing: a host route to
-// a destination no peer can have, through LinkIdx with source Local, added
-// and deleted at once. Pair is the pair whose loss armed it.
+// a destination no peer can have, through LinkIdx with source Pair.Local,
+// added and deleted at once. Pair is the silent pair that armed it.
 type ActArmRoam struct {
 	Pair    Pair
 	LinkIdx int
@@ -44,19 +44,52 @@ type ActArmRoam struct {
 
 func (ActArmRoam) isAction() {}
 
-// maybeArmRoam arms charon's roam evaluation at the first loss of a streak
-// on the pair a group is on (see above).
-func (c *Controller) maybeArmRoam(p *pair, ev EvProbeResult) {
-	if ev.OK || ev.Stats.ConsecLost != 1 || ev.Stats.RTO <= 0 || ev.Stats.RTO > roamArmRTO {
+// armPlan is a planned ActArmRoam.
+type armPlan struct {
+	pair Pair
+	at   time.Time
+}
+
+// planArm plans, moves or cancels the arm for a probe result of p.
+func (c *Controller) planArm(p *pair, ev EvProbeResult) {
+	if pl := c.arm; pl != nil && pl.pair == p.p && (ev.OK || !ev.Stats.Confirming) {
+		c.arm, c.decided = nil, true // answered, or the verdict is in
+		return
+	}
+	if ev.OK || !ev.Stats.Confirming || ev.Stats.BurstEnds.IsZero() {
 		return
 	}
 	g := c.groupOf[p.p.Remote]
 	if g == nil || g.pair != p.p || g.pending != nil {
 		return
 	}
+	at := ev.Stats.BurstEnds.Add(armAllowance - CharonRoamDelay)
+	if at.Before(c.now) {
+		at = c.now
+	}
+	if pl := c.arm; pl != nil && pl.pair != p.p && !pl.at.After(at) {
+		return // an earlier plan for another pair arms charon for both
+	}
+	c.arm, c.decided = &armPlan{pair: p.p, at: at}, true
+}
+
+// fireArm emits the planned arm when it is due and still useful: the pair
+// is still the one its group is on, silent, no steer under way, and the
+// last arm is RoamArmGap old.
+func (c *Controller) fireArm() {
+	pl := c.arm
+	if pl == nil || c.now.Before(pl.at) {
+		return
+	}
+	c.arm, c.decided = nil, true
+	p := c.pairs[pl.pair]
+	g := c.groupOf[pl.pair.Remote]
+	if p == nil || g == nil || g.pair != pl.pair || g.pending != nil || p.stats.ConsecLost == 0 {
+		return
+	}
 	if !c.lastArm.IsZero() && c.now.Sub(c.lastArm) < RoamArmGap {
 		return
 	}
 	c.lastArm = c.now
-	c.acts = append(c.acts, ActArmRoam{Pair: p.p, LinkIdx: p.linkIdx})
+	c.acts = append(c.acts, ActArmRoam{Pair: pl.pair, LinkIdx: p.linkIdx})
 }

@@ -499,7 +499,7 @@ func (c *Config) validate(v *validator) {
 	for _, n := range c.numbers() {
 		n.check(v)
 	}
-	if p := c.Probes; p.MinTimeout > p.MaxTimeout {
+	if p := c.Probes; p.Timeout == 0 && p.MinTimeout > p.MaxTimeout { // a fixed timeout ignores them
 		v.addf("probes.min_timeout", "timeout floor %s is above the ceiling %s (probes.max_timeout)", p.MinTimeout, p.MaxTimeout)
 	}
 	s := c.Steering

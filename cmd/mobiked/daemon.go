@@ -360,8 +360,7 @@ func (d *daemon) Execute(ctx context.Context, now time.Time, a mobike.Action) []
 		// Off the loop, on the steerer's goroutine, ahead of any routing
 		// state submitted with it.
 		d.steerer.RequestArmRoam(a.LinkIdx, a.Pair.Local)
-		d.metrics.observeRoamArm()
-		d.log.Debug("charon roam armed", "path", a.Pair.String())
+		d.log.Debug("charon roam arm requested", "path", a.Pair.String())
 	case mobike.ActRouting:
 		// Applied off the loop; the steerer reports back (EvRoutingApplied).
 		d.steerer.Submit(a)

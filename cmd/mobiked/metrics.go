@@ -53,13 +53,6 @@ func (dm *daemonMetrics) observeAlert(r mobike.AlertReason) {
 	}
 }
 
-// observeRoamArm counts an arm of charon's roam evaluation (loop goroutine).
-func (dm *daemonMetrics) observeRoamArm() {
-	if dm.m != nil {
-		dm.m.ObserveRoamArm()
-	}
-}
-
 // observe turns one trace observation into counter updates (loop goroutine).
 func (dm *daemonMetrics) observe(now time.Time, o mobike.Observation, d *daemon) {
 	if dm.m == nil {
@@ -207,7 +200,8 @@ func (d *daemon) serveMetrics(ctx context.Context, addr netip.AddrPort) (*http.S
 	dm := d.metrics
 	dm.reg = prometheus.NewRegistry()
 	bi := buildinfo.Read()
-	m, err := metrics.New(dm.reg, dm, metrics.Options{Build: metrics.BuildInfo{Version: bi.Version, Revision: bi.Revision, GoVersion: bi.GoVersion}})
+	m, err := metrics.New(dm.reg, dm, metrics.Options{Build: metrics.BuildInfo{Version: bi.Version, Revision: bi.Revision, GoVersion: bi.GoVersion},
+		RoamArms: d.steerer.Arms})
 	if err != nil {
 		return nil, fmt.Errorf("metrics: %w", err)
 	}

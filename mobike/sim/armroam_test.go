@@ -8,23 +8,24 @@ import (
 	"github.com/mobiked/mobiked/mobike/sim"
 )
 
-// TestArmRoamCarriesTheMove: with a fast prober (50 ms interval, 25 ms
-// timeout, bursts) the first loss on the blackholed eth0 arms charon's roam
-// evaluation; the verdict and the steer come within charon's RoamDelay, so
-// charon moves the SA when the armed evaluation runs, less than RoamDelay
-// after the steer. With a 100 ms timeout nothing is armed and charon moves
-// RoamDelay after the steer.
+// TestArmRoamCarriesTheMove: when the pair an SA is on is blackholed, its
+// confirmation burst stays silent and the core arms charon's roam
+// evaluation so that it runs just after the move is decided; charon then
+// moves the SA when the armed evaluation runs, less than RoamDelay after the
+// steer, whatever the probe timing. Without bursts (the sim's legacy
+// prober) nothing is armed and charon moves RoamDelay after the steer.
 func TestArmRoamCarriesTheMove(t *testing.T) {
 	for _, tc := range []struct {
-		name    string
-		timeout time.Duration
-		armed   bool
+		name  string
+		pm    sim.ProbeModel
+		armed bool
 	}{
-		{"25ms timeout", 25 * time.Millisecond, true},
-		{"100ms timeout", 100 * time.Millisecond, false},
+		{"fast: 50ms interval, 25ms timeout", sim.ProbeModel{Active: 50 * time.Millisecond, Timeout: 25 * time.Millisecond, Burst: 3}, true},
+		{"defaults: 200ms interval, 100ms timeout", sim.ProbeModel{Active: 200 * time.Millisecond, Timeout: 100 * time.Millisecond, Burst: 3}, true},
+		{"no bursts", sim.ProbeModel{Active: 200 * time.Millisecond, Timeout: 100 * time.Millisecond}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			w := sim.New(sim.Options{Seed: 1, Probes: sim.ProbeModel{Active: 50 * time.Millisecond, Timeout: tc.timeout, Burst: 3}})
+			w := sim.New(sim.Options{Seed: 1, Probes: tc.pm})
 			w.AddUplink(sim.UplinkSpec{Name: "eth0", Kind: mobike.KindEthernet, Addrs: []string{ethA + "/24"}, Gateways: []string{"10.1.0.1"}, Metric: 100, Latency: 5 * time.Millisecond})
 			w.AddUplink(sim.UplinkSpec{Name: "wlan0", Kind: mobike.KindWLAN, Addrs: []string{wlanA + "/24"}, Gateways: []string{"10.2.0.1"}, Metric: 200, Latency: 5 * time.Millisecond})
 			w.Charon.AddConn("office", peer1)

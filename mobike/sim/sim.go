@@ -638,6 +638,8 @@ type prober struct {
 	// when a reply ends it); burstOut its probes not yet resolved.
 	burst    int
 	burstOut int
+	// burstEnds is when the burst in flight resolves if nothing answers.
+	burstEnds time.Time
 }
 
 func (w *World) interval(p mobike.ProbeProfile) time.Duration {
@@ -674,6 +676,7 @@ func (w *World) startBurst(p *prober, n int) {
 	p.burstOut = n
 	gen, b := p.gen, p.burst
 	gap := w.pm.Timeout / 3
+	p.burstEnds = w.Now.Add(time.Duration(n-1)*gap + w.pm.Timeout)
 	for i := 0; i < n; i++ {
 		w.After(time.Duration(i)*gap, func() {
 			if p.gen != gen || p.burst != b {
@@ -743,6 +746,10 @@ func (w *World) send(p *prober, gen, b int) {
 		p.stats.RTO = w.pm.Timeout
 		// as monitor/probe: a streak longer than the burst is its evidence
 		p.stats.Confirming = p.burstOut > 0 && p.stats.ConsecLost <= max(w.pm.Burst, 1)
+		p.stats.BurstEnds = time.Time{}
+		if p.burstOut > 0 {
+			p.stats.BurstEnds = p.burstEnds
+		}
 		ev := mobike.EvProbeResult{Pair: p.act.Pair, Method: p.act.Method, OK: ok, At: w.Now, Stats: p.stats}
 		if ok {
 			ev.RTT = rtt

@@ -138,6 +138,9 @@ type BuildInfo struct {
 // Options configure New. Zero fields take the documented defaults.
 type Options struct {
 	Build BuildInfo
+	// RoamArms reads how many times charon's roam evaluation was armed
+	// (vici/steer Steerer.Arms); nil exports 0.
+	RoamArms func() uint64
 }
 
 // Metrics holds mobiked's collectors.
@@ -147,7 +150,7 @@ type Metrics struct {
 	alerts         *prometheus.CounterVec
 	failover       prometheus.Histogram
 	netlinkEvents  prometheus.Counter
-	roamArms       prometheus.Counter
+	roamArms       prometheus.CounterFunc
 	probeSent      *prometheus.CounterVec
 	probeLost      *prometheus.CounterVec
 	probeBytes     *prometheus.CounterVec
@@ -183,7 +186,7 @@ func Catalog() []Metric {
 		{"mobike_alerts_total", "counter", []string{"reason"}, "Alerts raised for operators, by reason (e.g. policy-conflict: connections sharing a gateway address have incompatible policies)."},
 		{"mobike_failover_duration_seconds", "histogram", nil, "Time from detecting that a connection's path is down to charon confirming the move (ike-update)."},
 		{"mobike_netlink_events_total", "counter", nil, "Netlink link, address and route messages received."},
-		{"mobike_charon_roam_arms_total", "counter", nil, "Times charon's roam evaluation was armed at the first loss of a connection's pair (a route added and removed at once in mobiked's table, routing nothing), so that a move decided within charon's 100 ms delay is carried out when it ends."},
+		{"mobike_charon_roam_arms_total", "counter", nil, "Times charon's roam evaluation was armed while the pair a connection is on failed its confirmation burst (a route added and removed at once in mobiked's table, routing nothing), so that charon carries out the move as soon as it is decided instead of 100 ms later."},
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
@@ -223,9 +226,13 @@ func New(reg prometheus.Registerer, src Source, opts Options) (*Metrics, error) 
 	m.netlinkEvents = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "mobike_netlink_events_total", Help: catalogHelp("mobike_netlink_events_total"),
 	})
-	m.roamArms = prometheus.NewCounter(prometheus.CounterOpts{
+	arms := opts.RoamArms
+	if arms == nil {
+		arms = func() uint64 { return 0 }
+	}
+	m.roamArms = prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Name: "mobike_charon_roam_arms_total", Help: catalogHelp("mobike_charon_roam_arms_total"),
-	})
+	}, func() float64 { return float64(arms()) })
 	m.probeSent = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "mobike_probe_sent_total", Help: catalogHelp("mobike_probe_sent_total"),
 	}, []string{"uplink"})
@@ -283,12 +290,6 @@ func (m *Metrics) ObserveFailover(d time.Duration) {
 // ObserveNetlinkEvent counts one netlink message.
 func (m *Metrics) ObserveNetlinkEvent() {
 	m.netlinkEvents.Inc()
-}
-
-// ObserveRoamArm counts one arm of charon's roam evaluation
-// (mobike.ActArmRoam).
-func (m *Metrics) ObserveRoamArm() {
-	m.roamArms.Inc()
 }
 
 // ObserveProbe counts one probe of bytes bytes sent on uplink, lost or not.

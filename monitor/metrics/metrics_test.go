@@ -71,7 +71,8 @@ func newTest(t testing.TB, snap Snapshot) (*prometheus.Registry, *Metrics) {
 	t.Helper()
 	reg := prometheus.NewPedanticRegistry()
 	m, err := New(reg, SourceFunc(func() Snapshot { return snap }), Options{
-		Build: BuildInfo{Version: "0.1.0", Revision: "abc123", GoVersion: "go1.26.8"},
+		Build:    BuildInfo{Version: "0.1.0", Revision: "abc123", GoVersion: "go1.26.8"},
+		RoamArms: func() uint64 { return 1 },
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -90,7 +91,6 @@ func observeAll(m *Metrics) {
 	m.ObserveFailover(1500 * time.Millisecond)
 	m.ObserveNetlinkEvent()
 	m.ObserveNetlinkEvent()
-	m.ObserveRoamArm()
 	m.ObserveProbe("eth0", 64, false)
 	m.ObserveProbe("eth0", 64, false)
 	m.ObserveProbe("wwan0", 48, true)

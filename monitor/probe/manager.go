@@ -131,7 +131,11 @@ type prober struct {
 	// not stretch the burst's own deadlines (the burst exists to decide
 	// quickly; a late reply still proves the pair alive).
 	burstBackoff int
-	backoff      int // timeouts since the last reply: doublings of the RTO
+	burstRTO     time.Duration // the timeout of the burst's probes
+	// longLost counts the losses of the current streak whose probes waited
+	// at least burstRTO (awaitingBurst).
+	longLost int
+	backoff  int // timeouts since the last reply: doublings of the RTO
 
 	due  time.Time // earliest of nextTick, nextBurst, the deadlines in out
 	qidx int       // index in Manager.queue; -1 = not queued
@@ -487,6 +491,9 @@ func (m *Manager) serviceLocked(p *prober, now time.Time, evs []mobike.Event) []
 			// waiting for the next intervals
 			m.startBurstLocked(p, o.deadline, m.prof.Burst)
 		}
+		if o.rto >= p.burstRTO {
+			p.longLost++
+		}
 		evs = append(evs, m.resultLocked(p, false, 0, now))
 	}
 	if !p.nextTick.After(now) {
@@ -620,6 +627,7 @@ func (m *Manager) startBurstLocked(p *prober, at time.Time, n int) {
 	p.burstLeft = n
 	p.nextBurst = at
 	p.burstBackoff = p.backoff
+	p.burstRTO = m.prof.timeout(p.st.srtt, p.st.rttvar, p.st.haveRTT, p.backoff)
 	p.burstGap = m.prof.burstGap(m.prof.baseTimeout(p.st.srtt, p.st.rttvar, p.st.haveRTT))
 }
 
@@ -646,12 +654,32 @@ func (p *prober) confirming() bool {
 
 // awaitingBurst reports whether p's losses still wait for the evidence of a
 // burst in flight (PathStats.Confirming): a burst is in flight and the
-// streak holds no more than Burst losses. A longer streak is at least the
-// evidence the burst would give — the first miss and Burst lost probes in a
-// row — so the verdict need not wait for the burst's last deadline: with
-// short intervals the regular probes reach it first.
+// streak holds no more than Burst losses of probes that waited at least as
+// long as the burst's (longLost). More such losses in a row are at least the
+// evidence the burst would give, so the verdict need not wait for the
+// burst's last deadline: with short intervals the regular probes reach it
+// first. Losses of probes with shorter timeouts (sent before the streak
+// backed the timeout off) do not count: a pair whose RTT just grew past
+// them must keep the time the burst gives its late replies.
 func (m *Manager) awaitingBurst(p *prober) bool {
-	return p.confirming() && p.st.consec <= max(m.prof.Burst, 1)
+	return p.confirming() && p.longLost <= max(m.prof.Burst, 1)
+}
+
+// burstEnds is when p's burst in flight resolves if the pair stays silent:
+// the deadline of its last probe, sent or still to send; zero without one.
+func (p *prober) burstEnds() time.Time {
+	var end time.Time
+	for _, o := range p.out {
+		if o.burst && o.deadline.After(end) {
+			end = o.deadline
+		}
+	}
+	if p.burstLeft > 0 {
+		if last := p.nextBurst.Add(time.Duration(p.burstLeft-1) * p.burstGap).Add(p.burstRTO); last.After(end) {
+			end = last
+		}
+	}
+	return end
 }
 
 // remember keeps a timed-out probe for a late reply.
@@ -793,7 +821,7 @@ func (m *Manager) deliver(p *prober, gen uint64, r Reply) {
 	}
 	rtt = max(rtt, 0)
 	m.endBurstLocked(p)
-	p.backoff = 0
+	p.backoff, p.longLost = 0, 0 // the streak ends (a late reply too)
 	backedOff := m.prof.BackoffAfter > 0 && p.st.consec >= m.prof.BackoffAfter
 	if late {
 		p.st.onLateReply(rtt, r.At, o.loss)
@@ -825,6 +853,7 @@ func (m *Manager) statsLocked(p *prober) mobike.PathStats {
 	ps := p.st.snapshot()
 	ps.RTO = m.prof.timeout(p.st.srtt, p.st.rttvar, p.st.haveRTT, p.backoff)
 	ps.Confirming = m.awaitingBurst(p)
+	ps.BurstEnds = p.burstEnds()
 	return ps
 }
 

@@ -470,3 +470,29 @@ func TestBurstKeepsItsTimeout(t *testing.T) {
 		t.Fatalf("down verdict %v after the hint, want %v", verdict.Sub(hint), want.Sub(hint))
 	}
 }
+
+// TestRTTJumpShortIntervalNoFalseDown: probes every 10ms with a 25ms floor;
+// the RTT jumps from 5ms to 80ms. The regular probes in flight lose fast
+// (25ms, not yet backed off) and pile up a streak longer than the burst
+// before the first late reply comes; those short losses must not stand in
+// for the burst's evidence (PathStats.Confirming), so no down verdict.
+func TestRTTJumpShortIntervalNoFalseDown(t *testing.T) {
+	m, c, n := newTestManager(t, Profiles{Active: 10 * time.Millisecond, MinTimeout: 25 * time.Millisecond})
+	n.set(func(n *fakeNet) { n.rtt = 5 * time.Millisecond })
+	start(t, m, pairA, "eth0", mobike.ProfileActive)
+	runFor(m, c, 2*time.Second, 10*time.Millisecond)
+	n.set(func(n *fakeNet) { n.rtt = 80 * time.Millisecond })
+	step := c.Now()
+	losses := 0
+	for _, ev := range runFor(m, c, 5*time.Second, time.Millisecond) {
+		if !ev.OK {
+			losses++
+		}
+		if downVerdict(ev, 3) {
+			t.Fatalf("down verdict %v after the RTT jump: %+v", ev.At.Sub(step), ev.Stats)
+		}
+	}
+	if losses < 4 {
+		t.Fatalf("only %d losses after the jump: the case is not exercised", losses)
+	}
+}

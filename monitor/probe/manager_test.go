@@ -340,11 +340,13 @@ func TestVerdictOnStreakLongerThanBurst(t *testing.T) {
 		// losses at 220ms, while b2 and b3 are still in flight (286ms).
 		{"fixed 100ms timeout, 50ms interval", Profiles{Active: 50 * time.Millisecond, Timeout: 100 * time.Millisecond},
 			220 * time.Millisecond, 221 * time.Millisecond},
-		// the adaptive timeout on a 10ms-RTT path with a 25ms floor: s1
-		// times out at 55ms, the burst (twice the timeout after that miss)
-		// resolves within ≈ 55 + 2×12 + 2×35 ms
+		// the adaptive timeout with a 25ms floor (10ms RTT): s1 times out at
+		// 45ms and starts the burst at twice the floor (b1 at 45ms, b2 at
+		// 53.3ms, b3 at 61.7ms, each waiting 50ms); s1's own loss waited
+		// only 25ms and does not count towards burst+1, so the verdict is
+		// the burst's end, 111.7ms (the regular probe of 70ms ends at 120ms)
 		{"adaptive 25ms floor, 50ms interval", Profiles{Active: 50 * time.Millisecond, MinTimeout: 25 * time.Millisecond},
-			0, 150 * time.Millisecond},
+			111 * time.Millisecond, 113 * time.Millisecond},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, evs := blackholeDetection(t, tc.prof)

@@ -34,7 +34,8 @@ func (m *Manager) SetProfiles(p Profiles) {
 	}
 	m.armLocked(now)
 	m.log.Info("probe profiles changed", "active", m.prof.Active, "standby", m.prof.Standby,
-		"metered_standby", m.prof.MeteredStandby, "timeout", m.prof.Timeout)
+		"metered_standby", m.prof.MeteredStandby, "timeout", m.prof.Timeout,
+		"min_timeout", m.prof.MinTimeout, "max_timeout", m.prof.MaxTimeout)
 }
 
 // SetSTAMPKey changes the key of authenticated STAMP probes (empty:

@@ -62,7 +62,9 @@ func (s *Steerer) ArmRoam(linkIdx int, local netip.Addr) error {
 		return fmt.Errorf("steer: arm roam: %s is a wanted route", routeString(k, v))
 	}
 	r := s.nlRoute(k, v)
-	if err := s.h.RouteAdd(r); err != nil {
+	// A leftover of a crash between the two calls is there already: its
+	// removal alone is the event.
+	if err := s.h.RouteAdd(r); err != nil && !errors.Is(err, unix.EEXIST) {
 		return fmt.Errorf("steer: arm roam: route add %s: %w", routeString(k, v), err)
 	}
 	if err := s.h.RouteDel(r); err != nil && !errors.Is(err, unix.ESRCH) {
