@@ -27,11 +27,14 @@ const CharonRoamDelay = 100 * time.Millisecond
 // RoamArmGap is the least time between two ActArmRoam.
 const RoamArmGap = time.Second
 
-// armAllowance is the time from a burst's end to the steer: the verdict (at
-// once) and the confirmation of the candidates (minAnswerWait for a
-// candidate ahead in preference that does not answer, a few scheduler rounds
-// for the one that does).
-const armAllowance = 2 * minAnswerWait
+// armAllowance is the time from a burst's end to the steer: the verdict
+// (the prober's 5 ms rounds and the loop, ~8 ms measured) and the
+// confirmation of the candidates (minAnswerWait when a candidate ahead in
+// preference does not answer; 20 or 36 ms measured in the lab), with a
+// margin. Too short and the steer misses the armed evaluation (then charon
+// moves 100 ms after the steer, as without an arm); too long and the move
+// waits for the evaluation.
+const armAllowance = 3 * minAnswerWait
 
 // ActArmRoam asks the steering adapter to make charon start its roam
 // evaluation now, with a routing change that routes nothing: a host route to

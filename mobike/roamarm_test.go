@@ -56,7 +56,7 @@ func TestArmRoamPlan(t *testing.T) {
 	})
 	t.Run("burst about to end: at once", func(t *testing.T) {
 		c := setup(t, policy.Settings{}, true)
-		if acts := c.Step(at(1), burstLoss(pEth, 1, 1, 1.05, true)); !armed(acts, pEth) {
+		if acts := c.Step(at(1), burstLoss(pEth, 1, 1, 1.03, true)); !armed(acts, pEth) {
 			t.Fatalf("not armed: %s", kinds(acts))
 		}
 	})
@@ -98,7 +98,7 @@ func TestArmRoamPlan(t *testing.T) {
 			arm bool
 		}{{1, true}, {1.5, false}, {1.99, false}, {2, true}} {
 			c.Step(at(st.s-0.001), good(pEth, at(st.s-0.001))) // a new streak
-			if got := armed(c.Step(at(st.s), burstLoss(pEth, st.s, 1, st.s+0.05, true)), pEth); got != st.arm {
+			if got := armed(c.Step(at(st.s), burstLoss(pEth, st.s, 1, st.s+0.03, true)), pEth); got != st.arm {
 				t.Fatalf("at %v: armed %t, want %t", st.s, got, st.arm)
 			}
 		}

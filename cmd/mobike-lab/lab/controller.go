@@ -36,6 +36,8 @@ connections:
 # RTO with a 100ms floor, confirmation burst of 3, K = 3). A fixed
 # "timeout: 250ms" here made the lab ~0.2 s slower to declare a dead pair
 # down: the down verdict waits for the burst, spaced a third of the timeout.
+# The fast profile of the benchmarks adds active_interval: 50ms and
+# min_timeout: 25ms (docs/bench-r4/fast25.yaml).
 probes:
   active_interval: 200ms
   standby_interval: 1s
