@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"net/netip"
 	"os"
 	"strings"
@@ -39,13 +38,7 @@ func charonKept(t *testing.T, l *lab.Lab) int {
 // first loss (mobike_charon_roam_arms_total) and the SA moves to uplink b,
 // the tunnel working.
 func TestLabArmRoam(t *testing.T) {
-	lab.RequireRoot(t)
-	t.Parallel()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	r := upRig(t, ctx, "darm", fastLabConfig, lab.Options{})
-	r.row(ctx, 10*time.Second, "adopt SA on a", onLocal(mnAddrA))
-	r.operational(ctx, 10*time.Second, 4)
+	ctx, r := adoptedRig(t, "darm", fastLabConfig)
 
 	nsh, err := netns.GetFromName(r.l.NS("mn"))
 	if err != nil {

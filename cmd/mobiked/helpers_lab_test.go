@@ -82,6 +82,22 @@ func upRig(t *testing.T, ctx context.Context, name, config string, o lab.Options
 	return r
 }
 
+// adoptedRig runs a parallel lab test's usual start: a rig with mobiked
+// (config; "" = the lab's) that has adopted the SA on uplink a and finds all
+// four IPv4 pairs operational, and a context that ends after two minutes
+// (or with the test).
+func adoptedRig(t *testing.T, name, config string) (context.Context, *labRig) {
+	t.Helper()
+	lab.RequireRoot(t)
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
+	r := upRig(t, ctx, name, config, lab.Options{})
+	r.row(ctx, 10*time.Second, "adopt SA on a", onLocal(mnAddrA))
+	r.operational(ctx, 10*time.Second, 4)
+	return ctx, r
+}
+
 // row polls mobiked's status until the lab SA satisfies ok.
 func (r *labRig) row(ctx context.Context, timeout time.Duration, what string, ok func(control.SARow) bool) control.SARow {
 	r.t.Helper()

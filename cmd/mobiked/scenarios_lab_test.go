@@ -30,13 +30,7 @@ func onLocal(a string) func(control.SARow) bool {
 // in use moves the SA to the gateway's other address (an extra peer address
 // of the connection), and the tunnel works again.
 func TestLabGatewayAddressBlackhole(t *testing.T) {
-	lab.RequireRoot(t)
-	t.Parallel()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	r := upRig(t, ctx, "dgw", "", lab.Options{})
-	r.row(ctx, 10*time.Second, "adopt SA on a", onLocal(mnAddrA))
-	r.operational(ctx, 10*time.Second, 4)
+	ctx, r := adoptedRig(t, "dgw", "")
 	ev := r.recordEvents(ctx)
 	r.impair(ctx, "gw1", lab.Impairment{Kind: lab.Blackhole})
 	start := time.Now()
@@ -63,13 +57,7 @@ func TestLabGatewayAddressBlackhole(t *testing.T) {
 // roam and mobiked's steer agree on the uplink mobiked prefers next (b), and
 // the tunnel recovers.
 func TestLabLinkDown(t *testing.T) {
-	lab.RequireRoot(t)
-	t.Parallel()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	r := upRig(t, ctx, "dld", "", lab.Options{})
-	r.row(ctx, 10*time.Second, "adopt SA on a", onLocal(mnAddrA))
-	r.operational(ctx, 10*time.Second, 4)
+	ctx, r := adoptedRig(t, "dld", "")
 	r.impair(ctx, "a", lab.Impairment{Kind: lab.LinkDown})
 	start := time.Now()
 	s := r.sa(ctx, 20*time.Second, "SA onto uplink b", func(s lab.SAInfo) bool { return s.LocalHost == mnAddrB })
@@ -111,13 +99,7 @@ probes:
 // issue's 30 % each way is about 51 % round-trip loss, which marks the pair
 // down, a different path through the decision).
 func TestLabLossAboveSLA(t *testing.T) {
-	lab.RequireRoot(t)
-	t.Parallel()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	r := upRig(t, ctx, "dsla", slaConfig, lab.Options{})
-	r.row(ctx, 10*time.Second, "adopt SA on a", onLocal(mnAddrA))
-	r.operational(ctx, 10*time.Second, 4)
+	ctx, r := adoptedRig(t, "dsla", slaConfig)
 	ev := r.recordEvents(ctx)
 	r.impair(ctx, "a", lab.Impairment{Kind: lab.Loss, LossPct: 5})
 	start := time.Now()
@@ -145,13 +127,7 @@ func TestLabLossAboveSLA(t *testing.T) {
 // TestLabFlap: uplink a flaps (link down/up every second) for 30 s. The SA
 // is moved at most 3 times, is never lost, and the tunnel works at the end.
 func TestLabFlap(t *testing.T) {
-	lab.RequireRoot(t)
-	t.Parallel()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	r := upRig(t, ctx, "dflp", "", lab.Options{})
-	r.row(ctx, 10*time.Second, "adopt SA on a", onLocal(mnAddrA))
-	r.operational(ctx, 10*time.Second, 4)
+	ctx, r := adoptedRig(t, "dflp", "")
 	before, err := r.l.SA(ctx)
 	if err != nil {
 		t.Fatal(err)
