@@ -283,8 +283,9 @@ func TestLabSteeringGroups(t *testing.T) {
 		}
 		// Restart mobiked with the test hook: it kills itself after 3
 		// kernel changes, i.e. in the middle of the remote move a blackhole
-		// of the gateway address in use forces (route to the other address
-		// added, the dead one prohibited, the other not yet allowed again).
+		// of the gateway address in use forces (route and rule to the other
+		// address added, its prohibit lifted, the dead one not prohibited
+		// yet: make-before-break leaves the peer reachable).
 		if err := l.StopMobiked(); err != nil {
 			t.Fatal(err)
 		}
@@ -305,8 +306,11 @@ func TestLabSteeringGroups(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !bothGateways(addrs) {
-			t.Fatalf("after the crash: prohibited %v, want both gateway addresses (a half-applied remote move)", addrs)
+		if slices.Contains(addrs, dead) || slices.Contains(addrs, other) {
+			t.Fatalf("after the crash: prohibited %v, want neither gateway address (a remote move stopped between lifting one prohibit and laying the other)", addrs)
+		}
+		if out, _ := l.Exec(ctx, "mn", "ip", "-4", "route", "show", "table", "2100"); !strings.Contains(string(out), dead) || !strings.Contains(string(out), other) {
+			t.Fatalf("after the crash: table 2100 should route both gateway addresses (half-applied):\n%s", out)
 		}
 		start := time.Now()
 		if _, err := l.StartMobiked(ctx, r.bin, groupsConfig); err != nil {
@@ -314,7 +318,7 @@ func TestLabSteeringGroups(t *testing.T) {
 		}
 		rt, _ := r.routingInSync(ctx, 10*time.Second)
 		repaired := time.Since(start)
-		if addrs, _ := prohibited(ctx, l); bothGateways(addrs) {
+		if addrs, _ := prohibited(ctx, l); bothGateways(addrs) || !slices.Contains(addrs, dead) && !slices.Contains(addrs, other) {
 			t.Fatalf("not repaired: prohibited %v, routing %+v", addrs, rt)
 		}
 		// The address is still dead: mobiked moves both SAs to the other;

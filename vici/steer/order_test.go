@@ -197,9 +197,9 @@ func TestSetOrder(t *testing.T) {
 	}{
 		{"first", state(grp("p", la, r1, 2, gwa, r2, v6peer)), []string{
 			"add route table 2100 10.3.0.2/32 via 10.1.0.1 dev 2 src 10.1.0.2",
+			"add rule 1050 v4 from all to 10.3.0.2/32 lookup 2100 proto 77",
 			"add rule 1040 v4 from all to 10.4.0.2/32 prohibit proto 77",
 			"add rule 1040 v6 from all to fd00:3::2/128 prohibit proto 77",
-			"add rule 1050 v4 from all to 10.3.0.2/32 lookup 2100 proto 77",
 		}},
 		{"same again", state(grp("p", la, r1, 2, gwa, r2, v6peer)), nil},
 		{"local move: one atomic replace", state(grp("p", lb, r1, 3, gwb, r2, v6peer)), []string{
@@ -207,9 +207,9 @@ func TestSetOrder(t *testing.T) {
 		}},
 		{"remote move: make before break", state(grp("p", lb, r2, 3, gwb, r1, v6peer)), []string{
 			"add route table 2100 10.4.0.2/32 via 10.2.0.1 dev 3 src 10.2.0.2",
-			"add rule 1040 v4 from all to 10.3.0.2/32 prohibit proto 77",
 			"add rule 1050 v4 from all to 10.4.0.2/32 lookup 2100 proto 77",
 			"del rule 1040 v4 from all to 10.4.0.2/32 prohibit proto 77",
+			"add rule 1040 v4 from all to 10.3.0.2/32 prohibit proto 77",
 			"del rule 1050 v4 from all to 10.3.0.2/32 lookup 2100 proto 77",
 			"del route table 2100 10.3.0.2/32 via 10.2.0.1 dev 3 src 10.2.0.2",
 		}},
@@ -249,46 +249,82 @@ func TestSetOrder(t *testing.T) {
 	}
 }
 
-// A crash in the middle of a remote move (both peer addresses prohibited)
-// is repaired by the next steerer's first Set; the test hook stops an apply
-// after a number of kernel changes.
+// reachable reports whether the fake kernel routes dst through mobiked's
+// band: the first rule of ours matching it decides (a prohibit: no; a
+// lookup of table 2100: only with a host route there; none: main's).
+func (f *fakeKernel) reachable(dst netip.Addr) bool {
+	rules := slices.Clone(f.rules)
+	slices.SortStableFunc(rules, func(a, b netlink.Rule) int { return a.Priority - b.Priority })
+	for _, r := range rules {
+		if r.Protocol != 77 || r.Dst == nil || !r.Dst.Contains(dst.AsSlice()) {
+			continue
+		}
+		if r.Table == 0 {
+			return false
+		}
+		return slices.ContainsFunc(f.routes, func(x netlink.Route) bool {
+			return x.Table == r.Table && pfx(x.Dst) == netip.PrefixFrom(dst, dst.BitLen()).String()
+		})
+	}
+	return true
+}
+
+// A remote move is make-before-break at every step: whichever kernel change
+// a crash stops it after, one of the peer's addresses stays reachable (the
+// new one is allowed before the old one is prohibited), and the restarted
+// daemon's first Set repairs the half-applied state. The test hook stops an
+// apply after a number of kernel changes.
 func TestCrashMidRemoteMoveRepaired(t *testing.T) {
+	before := state(grp("p", la, r1, 2, gwa, r2))
+	after := state(grp("p", lb, r2, 3, gwb, r1))
 	k := &fakeKernel{}
 	s := newFake(t, k)
-	before := state(grp("p", la, r1, 2, gwa, r2))
 	mustSet(t, s, before)
 	k.take()
-	type crash struct{}
-	o, _ := Options{FaultAfterOps: s.ops + 2, Fault: func() { panic(crash{}) }}.withDefaults()
-	s.o = o
-	func() {
-		defer func() {
-			if r := recover(); r != nil {
-				if _, ok := r.(crash); !ok {
-					panic(r)
-				}
+	mustSet(t, s, after)
+	total := len(k.take()) // route, peer rule, prohibit lifted, prohibit laid, peer rule, route
+	if total != 6 {
+		t.Fatalf("a remote move takes %d kernel changes, want 6", total)
+	}
+	for n := 1; n < total; n++ {
+		t.Run(fmt.Sprintf("after %d", n), func(t *testing.T) {
+			k := &fakeKernel{}
+			s := newFake(t, k)
+			mustSet(t, s, before)
+			k.take()
+			type crash struct{}
+			o, _ := Options{FaultAfterOps: s.ops + n, Fault: func() { panic(crash{}) }}.withDefaults()
+			s.o = o
+			func() {
+				defer func() {
+					if r := recover(); r != nil {
+						if _, ok := r.(crash); !ok {
+							panic(r)
+						}
+					}
+				}()
+				_, _ = s.Set(after)
+				t.Fatal("the fault hook did not fire")
+			}()
+			if len(k.ops) != n {
+				t.Fatalf("crashed after %d changes, want %d: %q", len(k.ops), n, k.ops)
 			}
-		}()
-		_, _ = s.Set(state(grp("p", la, r2, 2, gwa, r1)))
-		t.Fatal("the fault hook did not fire")
-	}()
-	prohibited := 0
-	for _, r := range k.rules {
-		if r.Priority == 1040 {
-			prohibited++
-		}
-	}
-	if prohibited != 2 {
-		t.Fatalf("after the crash: %d prohibit rules, want both peer addresses prohibited; ops %q", prohibited, k.ops)
-	}
-	k.take()
-	// The restarted daemon's first state (the SA did not move: it is still
-	// on r1) replaces the half-applied one.
-	s2 := newFake(t, k)
-	mustSet(t, s2, before)
-	got, _ := s2.Kernel()
-	if strings.Join(got, "\n") != strings.Join(s2.Dump(), "\n") {
-		t.Fatalf("not repaired:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(s2.Dump(), "\n"))
+			if !k.reachable(r1) && !k.reachable(r2) {
+				t.Fatalf("both peer addresses unreachable after %q", k.ops)
+			}
+			k.take()
+			// The restarted daemon's first state (the SA did not move: it
+			// is still on r1) replaces the half-applied one.
+			s2 := newFake(t, k)
+			mustSet(t, s2, before)
+			got, _ := s2.Kernel()
+			if strings.Join(got, "\n") != strings.Join(s2.Dump(), "\n") {
+				t.Fatalf("not repaired:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(s2.Dump(), "\n"))
+			}
+			if !k.reachable(r1) || k.reachable(r2) {
+				t.Fatalf("repaired state: r1 reachable %t, r2 %t", k.reachable(r1), k.reachable(r2))
+			}
+		})
 	}
 }
 

@@ -21,8 +21,10 @@
 // main, not steered: that route is the operator's explicit choice.)
 //
 // Set is level-triggered: it reads what the kernel holds of ours, adds what
-// is missing or different (routes before the rules that point to them), then
-// removes what is not wanted, so calling it again with the same state changes
+// is missing or different (routes before the rules that point to them, and a
+// prohibit no longer wanted lifted before a new one is laid: a remote move
+// never leaves the peer without a reachable address), then removes what is
+// not wanted, so calling it again with the same state changes
 // nothing, and the first Set after a start replaces whatever a previous run
 // left (including a half-applied change after a crash). Everything it installs
 // carries protocol 77 (routes and rules); it only ever reads, changes or
@@ -737,8 +739,9 @@ func (s *Steerer) op() {
 }
 
 // syncLocked makes the kernel match s.want: first every missing or changed
-// route and rule is installed (routes before the rules that point to them),
-// then unwanted rules and routes are removed. It keeps going after errors and
+// route is installed, then the rules that point to them; prohibit rules
+// not wanted any more are removed before new ones are added; then the
+// remaining unwanted rules and routes are removed. It keeps going after errors and
 // returns them joined, with the keys of the wanted entries that failed.
 func (s *Steerer) syncLocked() ([]any, error) {
 	cur, err := s.read()
@@ -768,32 +771,51 @@ func (s *Steerer) syncLocked() ([]any, error) {
 			failed = append(failed, k)
 		}
 	}
-	for _, k := range sortedRuleKeys(want.rules) {
-		if _, ok := cur.rules[k]; ok {
-			continue
-		}
-		err := s.h.RuleAdd(s.nlRule(k))
-		s.op()
-		if err != nil && !errors.Is(err, unix.EEXIST) {
-			errs = append(errs, fmt.Errorf("rule add %s: %w", k, err))
-			failed = append(failed, k)
-		}
-	}
-	for _, k := range sortedRuleKeys(cur.rules) {
-		if _, ok := want.rules[k]; ok {
-			continue
-		}
-		r := cur.rules[k]
-		del := &r
-		if k.Prio > 0 {
-			del = s.nlRule(k) // carries the action type the dump lacks
-		}
-		err := s.h.RuleDel(del)
-		s.op()
-		if err != nil && !errors.Is(err, unix.ENOENT) {
-			errs = append(errs, fmt.Errorf("rule del %s: %w", k, err))
+	// Rules: the others (source, peer) first, then the prohibits, lifting
+	// before laying, so that a remote move never takes away both addresses
+	// of a peer, not even for the length of one Set or after a crash in
+	// its middle: the new address is allowed before the old one is
+	// prohibited.
+	addRules := func(prohibit bool) {
+		for _, k := range sortedRuleKeys(want.rules) {
+			if k.Prohibit != prohibit {
+				continue
+			}
+			if _, ok := cur.rules[k]; ok {
+				continue
+			}
+			err := s.h.RuleAdd(s.nlRule(k))
+			s.op()
+			if err != nil && !errors.Is(err, unix.EEXIST) {
+				errs = append(errs, fmt.Errorf("rule add %s: %w", k, err))
+				failed = append(failed, k)
+			}
 		}
 	}
+	delRules := func(prohibit bool) {
+		for _, k := range sortedRuleKeys(cur.rules) {
+			if k.Prohibit != prohibit {
+				continue
+			}
+			if _, ok := want.rules[k]; ok {
+				continue
+			}
+			r := cur.rules[k]
+			del := &r
+			if k.Prio > 0 {
+				del = s.nlRule(k) // carries the action type the dump lacks
+			}
+			err := s.h.RuleDel(del)
+			s.op()
+			if err != nil && !errors.Is(err, unix.ENOENT) {
+				errs = append(errs, fmt.Errorf("rule del %s: %w", k, err))
+			}
+		}
+	}
+	addRules(false)
+	delRules(true)
+	addRules(true)
+	delRules(false)
 	for _, k := range sortedRouteKeys(cur.routes) {
 		if _, ok := want.routes[k]; ok {
 			continue
