@@ -103,7 +103,8 @@ func (c *Controller) startConfirm(g *group, from Pair, forced bool, target Pair,
 	}
 	cf.answerBy, cf.deadline = c.now.Add(answer), c.now.Add(max(answer, verdict))
 	if len(pairs) > 0 {
-		c.observe(ConfirmRequested{Group: g.name, From: from, Pairs: slices.Clone(pairs), Forced: forced})
+		c.observe(ConfirmRequested{Group: g.name, From: from, Pairs: slices.Clone(pairs), Forced: forced,
+			Answer: answer, Verdict: max(answer, verdict)})
 	}
 	g.confirm = cf
 	return cf

@@ -148,6 +148,10 @@ type ConfirmRequested struct {
 	From   Pair
 	Pairs  []Pair
 	Forced bool
+	// Answer is how long the core waits for a candidate's first reply
+	// before passing it over (forced), Verdict how long for the bursts'
+	// verdicts (the largest of the pairs' expected times).
+	Answer, Verdict time.Duration
 }
 
 // ConfigApplied: a new policy is in force.
@@ -237,7 +241,8 @@ func (o ConfirmRequested) String() string {
 	if o.Forced {
 		why = "forced"
 	}
-	return fmt.Sprintf("confirm-requested %s off %s (%s): %s", o.Group, o.From, why, pairList(o.Pairs))
+	return fmt.Sprintf("confirm-requested %s off %s (%s): %s (answers within %s, verdicts within %s)",
+		o.Group, o.From, why, pairList(o.Pairs), o.Answer.Round(100*time.Microsecond), o.Verdict.Round(100*time.Microsecond))
 }
 func (ConfigApplied) String() string   { return "config-applied" }
 func (o CharonChanged) String() string { return fmt.Sprintf("charon up=%t", o.Up) }

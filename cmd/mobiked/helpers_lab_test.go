@@ -73,6 +73,7 @@ func upRig(t *testing.T, ctx context.Context, name, config string, o lab.Options
 			if out, err := exec.Command("tail", "-n", "80", l.MobikedLog()).CombinedOutput(); err == nil {
 				t.Logf("mobiked log:\n%s", out)
 			}
+			keepLogs(t, l)
 		}
 		if os.Getenv("DLAB_KEEP") == "" {
 			_ = lab.Down(context.Background(), name)
@@ -80,6 +81,35 @@ func upRig(t *testing.T, ctx context.Context, name, config string, o lab.Options
 	})
 	r.c = control.NewClient(l.MobikedSocket())
 	return r
+}
+
+// failedLogs is where a failed lab test's logs are kept (the lab itself is
+// removed): the newest failure of each lab name.
+const failedLogs = "/var/tmp/mobike-lab-failed"
+
+// keepLogs copies the logs of a failed test's lab (mobiked's, both
+// charons') to failedLogs/NAME and names them in the test's output.
+func keepLogs(t *testing.T, l *lab.Lab) {
+	dst := filepath.Join(failedLogs, filepath.Base(l.Dir))
+	if err := os.RemoveAll(dst); err != nil {
+		t.Logf("keep logs: %v", err)
+		return
+	}
+	if err := os.MkdirAll(dst, 0o755); err != nil {
+		t.Logf("keep logs: %v", err)
+		return
+	}
+	logs, _ := filepath.Glob(filepath.Join(l.Dir, "*.log"))
+	for _, f := range logs {
+		b, err := os.ReadFile(f)
+		if err == nil {
+			err = os.WriteFile(filepath.Join(dst, filepath.Base(f)), b, 0o644)
+		}
+		if err != nil {
+			t.Logf("keep logs: %v", err)
+		}
+	}
+	t.Logf("logs of the lab kept in %s", dst)
 }
 
 // adoptedRig runs a parallel lab test's usual start: a rig with mobiked
