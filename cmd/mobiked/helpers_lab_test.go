@@ -48,6 +48,9 @@ type labRig struct {
 	c   *control.Client
 	bin string
 	cfg string // mobiked config ("" = lab.LabMobikedConfig)
+	// mark is the size of mn's charon log at the last impairment: what
+	// charon logged since is what a tunnel check may blame.
+	mark int64
 }
 
 // upRig brings up lab name with mobiked running config (empty = the lab's
@@ -184,6 +187,9 @@ func (r *labRig) operational(ctx context.Context, timeout time.Duration, n int) 
 
 func (r *labRig) impair(ctx context.Context, path string, imp lab.Impairment) {
 	r.t.Helper()
+	if fi, err := os.Stat(r.l.CharonLog("mn")); err == nil {
+		r.mark = fi.Size()
+	}
 	if err := r.l.Impair(ctx, path, imp); err != nil {
 		r.t.Fatal(err)
 	}
@@ -192,11 +198,66 @@ func (r *labRig) impair(ctx context.Context, path string, imp lab.Impairment) {
 // pingOK asserts that the tunnel carries pings (at least 90 % of 30).
 func (r *labRig) pingOK(ctx context.Context, what string) lab.PingResult {
 	r.t.Helper()
-	res, err := r.l.Ping(ctx, 30, 10*time.Millisecond)
-	if err != nil || res.Received < res.Sent*9/10 || res.Sent == 0 {
+	return r.tunnelOK(ctx, what, func() (lab.PingResult, error) { return r.l.Ping(ctx, 30, 10*time.Millisecond) })
+}
+
+// connPingOK is pingOK through the tunnel of connection conn.
+func (r *labRig) connPingOK(ctx context.Context, conn, what string) lab.PingResult {
+	r.t.Helper()
+	return r.tunnelOK(ctx, conn+" "+what, func() (lab.PingResult, error) { return r.l.PingConn(ctx, conn, 30, 10*time.Millisecond) })
+}
+
+// collisionGrace bounds how long a tunnel check waits for charon to recover
+// from a CHILD_SA rekey collision.
+const collisionGrace = 30 * time.Second
+
+// tunnelOK asserts that ping (30 pings) gets at least 90 % of its replies.
+// One exception, known and not mobiked's: with kernel-libipsec both charons
+// rekey the CHILD_SA after a MOBIKE move, and when the rekeys cross, charon
+// 5.9.8 may install only half of the survivor (strongSwan bug #1896; the
+// tunnel stays dead until the next rekey or DPD). A failed check is retried
+// for up to collisionGrace only when mn's charon logged such a collision
+// since the last impairment; any other silence fails at once.
+func (r *labRig) tunnelOK(ctx context.Context, what string, ping func() (lab.PingResult, error)) lab.PingResult {
+	r.t.Helper()
+	ok := func(res lab.PingResult, err error) bool {
+		return err == nil && res.Sent > 0 && res.Received >= res.Sent*9/10
+	}
+	res, err := ping()
+	if ok(res, err) {
+		return res
+	}
+	first := time.Now()
+	coll := r.collisionSince(r.mark)
+	if coll == "" {
 		r.t.Fatalf("tunnel ping %s: %+v %v", what, res, err)
 	}
+	r.t.Logf("tunnel ping %s failed (%d/%d) after charon logged %q (strongSwan #1896 under kernel-libipsec); waiting up to %s for charon",
+		what, res.Received, res.Sent, coll, collisionGrace)
+	for time.Since(first) < collisionGrace && ctx.Err() == nil {
+		time.Sleep(500 * time.Millisecond)
+		if res, err = ping(); ok(res, err) {
+			r.t.Logf("tunnel ping %s: answers again %.1fs after the first failed check", what, time.Since(first).Seconds())
+			return res
+		}
+	}
+	r.t.Fatalf("tunnel ping %s: still failing %s after a CHILD_SA rekey collision: %+v %v", what, collisionGrace, res, err)
 	return res
+}
+
+// collisionSince returns the first line mn's charon logged after offset
+// about a CHILD_SA rekey collision ("" if none).
+func (r *labRig) collisionSince(offset int64) string {
+	b, err := os.ReadFile(r.l.CharonLog("mn"))
+	if err != nil || int64(len(b)) < offset {
+		return ""
+	}
+	for _, line := range strings.Split(string(b[offset:]), "\n") {
+		if strings.Contains(line, "collision") && strings.Contains(line, "CHILD") {
+			return strings.TrimSpace(line)
+		}
+	}
+	return ""
 }
 
 // restartMobiked stops mobiked and starts it again with the same config.
