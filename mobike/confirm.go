@@ -51,10 +51,23 @@ type confirmation struct {
 	// reply then. A reply after ref and at most freshFor before at is
 	// fresh evidence.
 	at, ref  time.Time
-	answerBy time.Time // a candidate that has not answered by then is passed over
+	// answerBy is when a candidate that has not answered is passed over:
+	// its own expected reply time (answerAt, for the pairs asked to
+	// confirm; a slow sibling must not hold up the walk past a dead
+	// candidate with a fast RTT), else the latest of them.
+	answerBy time.Time
+	answerAt map[Pair]time.Time
 	deadline time.Time // the bursts' verdicts are in by then
 	pairs    []Pair    // the pairs asked to confirm
 	used     bool      // touched by the current evaluation
+}
+
+// answerByOf is when candidate k, silent so far, is passed over.
+func (cf *confirmation) answerByOf(k Pair) time.Time {
+	if t, ok := cf.answerAt[k]; ok {
+		return t
+	}
+	return cf.answerBy
 }
 
 // fresh reports whether pair q answered after the confirmation's reference
@@ -90,14 +103,17 @@ func verdictWait(st PathStats) time.Duration {
 
 // startConfirm requests bursts on the pairs and records the confirmation.
 func (c *Controller) startConfirm(g *group, from Pair, forced bool, target Pair, pairs []Pair) *confirmation {
-	cf := &confirmation{from: from, forced: forced, target: target, at: c.now, pairs: pairs}
+	cf := &confirmation{from: from, forced: forced, target: target, at: c.now, pairs: pairs,
+		answerAt: make(map[Pair]time.Time, len(pairs))}
 	if cp := c.pairs[from]; cp != nil {
 		cf.ref = cp.stats.LastReply
 	}
 	var answer, verdict time.Duration
 	for _, k := range pairs {
 		q := c.pairs[k]
-		answer = max(answer, answerWait(q.stats))
+		w := answerWait(q.stats)
+		cf.answerAt[k] = c.now.Add(w)
+		answer = max(answer, w)
 		verdict = max(verdict, verdictWait(q.stats))
 		c.acts = append(c.acts, ActProbeConfirm{Pair: k})
 	}
@@ -175,19 +191,19 @@ func forcedOrder(ranked []policy.Ranked, cands []int, cur Pair) []int {
 
 // forcedWalk walks a member's candidates (forcedOrder) with the
 // confirmation's evidence: the first fresh candidate is the pick; one
-// without an answer stops the walk until answerBy (wait), after which it is
-// passed over. pick is -1 when no candidate answered.
-func (c *Controller) forcedWalk(ranked []policy.Ranked, order []int, cf *confirmation) (pick int, wait bool) {
+// without an answer stops the walk until its answer time (until, non-zero),
+// after which it is passed over. pick is -1 when no candidate answered.
+func (c *Controller) forcedWalk(ranked []policy.Ranked, order []int, cf *confirmation) (pick int, until time.Time) {
 	for _, i := range order {
-		q := c.pairs[Pair{Local: ranked[i].Local, Remote: ranked[i].Remote}]
-		if q != nil && cf.fresh(q) {
-			return i, false
+		k := Pair{Local: ranked[i].Local, Remote: ranked[i].Remote}
+		if q := c.pairs[k]; q != nil && cf.fresh(q) {
+			return i, time.Time{}
 		}
-		if c.now.Before(cf.answerBy) {
-			return -1, true
+		if by := cf.answerByOf(k); c.now.Before(by) {
+			return -1, by
 		}
 	}
-	return -1, false
+	return -1, time.Time{}
 }
 
 // leastSuspect is the member's candidate with the least suspicion (the
@@ -229,18 +245,20 @@ func (c *Controller) forcedMove(g *group, steered []*conn, rrs []*rankResult, cu
 	}
 	lead, pick := -1, -1
 	if cf != nil {
-		wait := false
+		var wait time.Time // the earliest answer time a member's walk waits for
 		for i, order := range orders {
-			k, w := c.forcedWalk(rrs[i].ranked, order, cf)
-			wait = wait || w
+			k, until := c.forcedWalk(rrs[i].ranked, order, cf)
+			if !until.IsZero() && (wait.IsZero() || until.Before(wait)) {
+				wait = until
+			}
 			if k >= 0 && lead < 0 {
 				lead, pick = i, k
 			}
 		}
 		next := time.Time{}
 		switch {
-		case wait:
-			next = cf.answerBy
+		case !wait.IsZero():
+			next = wait
 		case lead < 0 && c.now.Before(cf.deadline):
 			next = cf.deadline
 		}

@@ -237,3 +237,45 @@ func TestForcedMoveIKEProbesNotConfirmed(t *testing.T) {
 		t.Fatalf("got %s", kinds(acts))
 	}
 }
+
+// A silent candidate is passed over at its own expected reply time, not at
+// the slowest candidate's: a sibling with a long RTT further down the order
+// must not hold up the walk past a dead candidate with a short one (in the
+// lab, one pair's 6 ms SRTT made every forced move wait 33–39 ms instead of
+// 20 ms).
+func TestForcedMovePassesOverAtOwnAnswerTime(t *testing.T) {
+	gw2 := ip("10.4.0.2")
+	ethGW2 := Pair{Local: pEth.Local, Remote: gw2}
+	wlanGW2 := Pair{Local: pWlan.Local, Remote: gw2}
+	c := New(Config{Policy: policy.Settings{}})
+	c.Step(at(0), EvNetState{State: laptopNet(), Reasons: []NetReason{NetResync}})
+	c.Step(at(0), EvConns{Conns: []Conn{{Name: "office", RemoteAddrs: []netip.Addr{pEth.Remote, gw2}}}})
+	c.Step(at(0), EvSAList{SAs: []SA{sa(1, pEth, true)}})
+	withSRTT := func(p Pair, now time.Time, srtt time.Duration) EvProbeResult {
+		ev := good(p, now)
+		ev.RTT, ev.Stats.SRTT = srtt, srtt
+		return ev
+	}
+	c.Step(at(0.5), withSRTT(ethGW2, at(0.5), time.Millisecond))     // answers within 20 ms (the floor)
+	c.Step(at(0.5), withSRTT(pWlan, at(0.5), time.Millisecond))      // answers within 20 ms
+	c.Step(at(0.5), withSRTT(wlanGW2, at(0.5), 20*time.Millisecond)) // 75 ms
+	c.Step(at(1), good(pEth, at(1)))
+	c.TakeTrace()
+	dead := lost(pEth, at(2), 3)
+	dead.Stats.LastReply = at(1)
+	c.Step(at(2), dead)
+	if _, ok := routed(c.Step(at(2.005), withSRTT(pWlan, at(2.005), time.Millisecond)), "office"); ok {
+		t.Fatal("steered before the preferred candidate's answer time")
+	}
+	when := c.NextDeadline()
+	if want := at(2).Add(minAnswerWait); !when.Equal(want) {
+		t.Fatalf("next deadline %s after the request, want %s (eth0→gw2's own answer time)", when.Sub(at(2)), want.Sub(at(2)))
+	}
+	st, ok := routed(c.Step(when, EvTimer{}), "office")
+	if !ok || st.Pair != pWlan {
+		t.Fatalf("steered to %+v (ok %t), want %s; trace %v", st, ok, pWlan, c.TakeTrace())
+	}
+	if tr := c.TakeTrace(); !traceHas(tr, "answers within 75ms") {
+		t.Errorf("confirm-requested does not name the slowest answer time: %v", tr)
+	}
+}

@@ -29,9 +29,11 @@ const RoamArmGap = time.Second
 
 // armAllowance is the time from a burst's end to the steer: the verdict
 // (the prober's 5 ms rounds and the loop, ~8 ms measured) and the
-// confirmation of the candidates (minAnswerWait when a candidate ahead in
-// preference does not answer; 20 or 36 ms measured in the lab), with a
-// margin. Too short and the steer misses the armed evaluation (then charon
+// confirmation of the candidates (that candidate's own answer time when a
+// candidate ahead in preference does not answer: minAnswerWait, 20 ms, at
+// a lab RTT; it was the slowest candidate's, up to 39 ms, before), with a
+// margin (a shorter allowance also arms before a burst's first reply is
+// read: 83 arms in five loss5 runs of the fast profile with 40 ms). Too short and the steer misses the armed evaluation (then charon
 // moves 100 ms after the steer, as without an arm); too long and the move
 // waits for the evaluation.
 const armAllowance = 3 * minAnswerWait
