@@ -44,16 +44,22 @@ func TestLossWindow(t *testing.T) {
 }
 
 func TestSRTT(t *testing.T) {
-	// RFC 6298: first sample R: SRTT=R, RTTVAR=R/2; then α=1/8, β=1/4.
+	// RFC 6298: first sample R: SRTT=R, RTTVAR=R/2; then α=1/8, β=1/4
+	// (the second sample here is larger than the first: no re-seed).
 	s := newPathStats(10, 10)
 	s.onReply(100*ms, time.Time{})
 	if s.srtt != 100*ms || s.rttvar != 50*ms {
 		t.Fatalf("first: srtt %v rttvar %v", s.srtt, s.rttvar)
 	}
-	s.onReply(20*ms, time.Time{})
-	// RTTVAR = 3/4·50 + 1/4·|100−20| = 37.5+20 = 57.5; SRTT = 7/8·100 + 1/8·20 = 90
-	if s.srtt != 90*ms || s.rttvar != 57500*time.Microsecond {
+	s.onReply(100*ms, time.Time{})
+	// RTTVAR = 3/4·50 + 0 = 37.5; SRTT = 100
+	if s.srtt != 100*ms || s.rttvar != 37500*time.Microsecond {
 		t.Fatalf("second: srtt %v rttvar %v", s.srtt, s.rttvar)
+	}
+	s.onReply(20*ms, time.Time{})
+	// RTTVAR = 3/4·37.5 + 1/4·|100−20| = 28.125+20 = 48.125; SRTT = 7/8·100 + 1/8·20 = 90
+	if s.srtt != 90*ms || s.rttvar != 48125*time.Microsecond {
+		t.Fatalf("third: srtt %v rttvar %v", s.srtt, s.rttvar)
 	}
 	// jitter J = 0 + (|20−100| − 0)/16 = 5 ms
 	if s.jitter != 5*ms {
@@ -62,7 +68,24 @@ func TestSRTT(t *testing.T) {
 	s.onReply(20*ms, time.Time{})
 	// SRTT = 7/8·90 + 1/8·20 = 81.25; J = 5 + (0−5)/16 = 4.6875
 	if s.srtt != 81250*time.Microsecond || s.jitter != 4687500*time.Nanosecond {
-		t.Fatalf("third: srtt %v jitter %v", s.srtt, s.jitter)
+		t.Fatalf("fourth: srtt %v jitter %v", s.srtt, s.jitter)
+	}
+}
+
+// A second sample smaller than the first seeds the estimator again: the
+// first exchange on a path may pay neighbour discovery (the lab's first
+// IPv6 reply took 348 ms, the next 0.3 ms). Later samples follow RFC 6298.
+func TestSRTTReseededBySmallerSecondSample(t *testing.T) {
+	s := newPathStats(10, 10)
+	s.onReply(348*ms, time.Time{})
+	s.onReply(300*time.Microsecond, time.Time{})
+	if s.srtt != 300*time.Microsecond || s.rttvar != 150*time.Microsecond {
+		t.Fatalf("second: srtt %v rttvar %v, want 300µs 150µs", s.srtt, s.rttvar)
+	}
+	s.onReply(100*ms, time.Time{})
+	// SRTT = 7/8·0.3 + 1/8·100 = 12.7625 ms: a third outlier is averaged in
+	if want := 12762500 * time.Nanosecond; s.srtt != want {
+		t.Fatalf("third: srtt %v, want %v", s.srtt, want)
 	}
 }
 
