@@ -50,7 +50,7 @@ type confirmation struct {
 	// at: when the bursts were requested; ref: the current pair's last
 	// reply then. A reply after ref and at most freshFor before at is
 	// fresh evidence.
-	at, ref  time.Time
+	at, ref time.Time
 	// answerBy is when a candidate that has not answered is passed over:
 	// its own expected reply time (answerAt, for the pairs asked to
 	// confirm; a slow sibling must not hold up the walk past a dead

@@ -32,7 +32,7 @@ type pathStats struct {
 
 	srtt, rttvar time.Duration // RFC 6298 §2
 	haveRTT      bool
-	reseeded     bool // the second sample was seen (see sample)
+	reseeded     bool          // the second sample was seen (see sample)
 	jitter       time.Duration // RFC 3550 §6.4.1 style, over consecutive RTTs
 	lastRTT      time.Duration
 
