@@ -17,7 +17,7 @@ import (
 //   - a forced move off a pair the probes found down confirms every eligible
 //     candidate of the group and takes, in its preference order (forcedOrder),
 //     the first one that answered; a candidate ahead of it that has not
-//     answered within its expected reply time (answerBy) is passed over, so a
+//     answered within its own expected reply time (answerAt) is passed over, so a
 //     dead sibling of the failed uplink costs ~20 ms, not a whole burst;
 //   - a non-forced move (SLA breach, better path) away from a suspect current
 //     pair (losses, a burst in flight) onto a pair that shares its uplink or
@@ -51,10 +51,10 @@ type confirmation struct {
 	// reply then. A reply after ref and at most freshFor before at is
 	// fresh evidence.
 	at, ref time.Time
-	// answerBy is when a candidate that has not answered is passed over:
-	// its own expected reply time (answerAt, for the pairs asked to
-	// confirm; a slow sibling must not hold up the walk past a dead
-	// candidate with a fast RTT), else the latest of them.
+	// answerAt is when a candidate asked to confirm that has not answered
+	// is passed over: its own expected reply time (a slow sibling must not
+	// hold up the walk past a dead candidate with a fast RTT); answerBy is
+	// the latest of them.
 	answerBy time.Time
 	answerAt map[Pair]time.Time
 	deadline time.Time // the bursts' verdicts are in by then
@@ -62,12 +62,14 @@ type confirmation struct {
 	used     bool      // touched by the current evaluation
 }
 
-// answerByOf is when candidate k, silent so far, is passed over.
+// answerByOf is when candidate k, silent so far, is passed over: a
+// candidate not asked to confirm (probed with IKE, beyond maxConfirm, new
+// since) brings no evidence soon, so at once.
 func (cf *confirmation) answerByOf(k Pair) time.Time {
 	if t, ok := cf.answerAt[k]; ok {
 		return t
 	}
-	return cf.answerBy
+	return cf.at
 }
 
 // fresh reports whether pair q answered after the confirmation's reference

@@ -148,9 +148,9 @@ type ConfirmRequested struct {
 	From   Pair
 	Pairs  []Pair
 	Forced bool
-	// Answer is how long the core waits for a candidate's first reply
-	// before passing it over (forced), Verdict how long for the bursts'
-	// verdicts (the largest of the pairs' expected times).
+	// Answer is the longest of the pairs' expected reply times (a forced
+	// move passes a silent candidate over after its own), Verdict the
+	// longest wait for the bursts' verdicts.
 	Answer, Verdict time.Duration
 }
 

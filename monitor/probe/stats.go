@@ -32,7 +32,7 @@ type pathStats struct {
 
 	srtt, rttvar time.Duration // RFC 6298 §2
 	haveRTT      bool
-	reseeded     bool          // the second sample was seen (see sample)
+	warm         int           // samples left in which a smaller one re-seeds (see sample)
 	jitter       time.Duration // RFC 3550 §6.4.1 style, over consecutive RTTs
 	lastRTT      time.Duration
 
@@ -40,6 +40,10 @@ type pathStats struct {
 	lastReply time.Time
 	nat       mobike.NATVerdict
 }
+
+// warmSamples is how many samples after the first, and after an outage,
+// may re-seed the RTT estimator (see sample).
+const warmSamples = 2
 
 // outageStreak consecutive losses make an outage: the first reply after one
 // restarts the loss window.
@@ -112,6 +116,7 @@ func (s *pathStats) endStreak(restart bool) {
 		// for a whole window (100 probes = 100 s on a standby pair).
 		s.next, s.n, s.lost, s.pushes = 0, 0, 0, 0
 		s.epoch++
+		s.warm = warmSamples
 	}
 	s.consec = 0
 }
@@ -134,21 +139,23 @@ func (s *pathStats) sample(rtt time.Duration, at time.Time) {
 	if !s.haveRTT {
 		// RFC 6298 (2.2): SRTT = R, RTTVAR = R/2
 		s.srtt, s.rttvar, s.haveRTT = rtt, rtt/2, true
-		s.lastRTT = rtt
+		s.lastRTT, s.warm = rtt, warmSamples
 		return
 	}
-	if !s.reseeded {
-		// The first exchange on a new path may pay what later ones do not
-		// (neighbour discovery: 348 ms for the first IPv6 reply in the lab
-		// against 0.3 ms after; a start under load). A smaller second
-		// sample seeds the estimator again, instead of an outlier decaying
-		// by 1/8 a probe (a standby pair's SRTT stayed ~20 times too high
-		// for ~10 s, IPv6 pairs were held degraded for an SLA breach).
-		s.reseeded = true
-		if rtt < s.srtt {
-			s.srtt, s.rttvar = rtt, rtt/2
-			s.jitter += (abs(rtt-s.lastRTT) - s.jitter) / 16
-			s.lastRTT = rtt
+	if s.warm > 0 {
+		// The first exchanges on a new path, or after an outage, may pay
+		// what later ones do not (neighbour discovery: 348 ms for the first
+		// IPv6 reply in the lab against 0.3 ms after, and the packets the
+		// kernel held meanwhile come back together, also late; a start
+		// under load). A sample under half of SRTT then seeds the
+		// estimator again, instead of an outlier decaying by 1/8 a probe
+		// (a standby pair's SRTT stayed ~20 times too high for ~10 s, IPv6
+		// pairs were held degraded for an SLA breach). Only under half: a
+		// jittery path (300 ± 50 ms) must not be seeded with its lowest
+		// early sample. Jitter is left alone.
+		s.warm--
+		if 2*rtt < s.srtt {
+			s.srtt, s.rttvar, s.lastRTT = rtt, rtt/2, rtt
 			return
 		}
 	}

@@ -45,21 +45,22 @@ func TestLossWindow(t *testing.T) {
 
 func TestSRTT(t *testing.T) {
 	// RFC 6298: first sample R: SRTT=R, RTTVAR=R/2; then α=1/8, β=1/4
-	// (the second sample here is larger than the first: no re-seed).
+	// (the warm-up's samples here are not smaller: no re-seed).
 	s := newPathStats(10, 10)
 	s.onReply(100*ms, time.Time{})
 	if s.srtt != 100*ms || s.rttvar != 50*ms {
 		t.Fatalf("first: srtt %v rttvar %v", s.srtt, s.rttvar)
 	}
 	s.onReply(100*ms, time.Time{})
-	// RTTVAR = 3/4·50 + 0 = 37.5; SRTT = 100
-	if s.srtt != 100*ms || s.rttvar != 37500*time.Microsecond {
-		t.Fatalf("second: srtt %v rttvar %v", s.srtt, s.rttvar)
+	s.onReply(100*ms, time.Time{})
+	// RTTVAR = 3/4·(3/4·50) + 0 = 28.125; SRTT = 100
+	if s.srtt != 100*ms || s.rttvar != 28125*time.Microsecond {
+		t.Fatalf("third: srtt %v rttvar %v", s.srtt, s.rttvar)
 	}
 	s.onReply(20*ms, time.Time{})
-	// RTTVAR = 3/4·37.5 + 1/4·|100−20| = 28.125+20 = 48.125; SRTT = 7/8·100 + 1/8·20 = 90
-	if s.srtt != 90*ms || s.rttvar != 48125*time.Microsecond {
-		t.Fatalf("third: srtt %v rttvar %v", s.srtt, s.rttvar)
+	// RTTVAR = 3/4·28.125 + 1/4·|100−20| = 21.09375+20 = 41.09375; SRTT = 7/8·100 + 1/8·20 = 90
+	if s.srtt != 90*ms || s.rttvar != 41093750*time.Nanosecond {
+		t.Fatalf("fourth: srtt %v rttvar %v", s.srtt, s.rttvar)
 	}
 	// jitter J = 0 + (|20−100| − 0)/16 = 5 ms
 	if s.jitter != 5*ms {
@@ -68,24 +69,52 @@ func TestSRTT(t *testing.T) {
 	s.onReply(20*ms, time.Time{})
 	// SRTT = 7/8·90 + 1/8·20 = 81.25; J = 5 + (0−5)/16 = 4.6875
 	if s.srtt != 81250*time.Microsecond || s.jitter != 4687500*time.Nanosecond {
-		t.Fatalf("fourth: srtt %v jitter %v", s.srtt, s.jitter)
+		t.Fatalf("fifth: srtt %v jitter %v", s.srtt, s.jitter)
 	}
 }
 
-// A second sample smaller than the first seeds the estimator again: the
-// first exchange on a path may pay neighbour discovery (the lab's first
-// IPv6 reply took 348 ms, the next 0.3 ms). Later samples follow RFC 6298.
-func TestSRTTReseededBySmallerSecondSample(t *testing.T) {
+// During the first samples of a path, and the first after an outage, a
+// sample under half of SRTT seeds the estimator again: the first exchanges
+// may pay neighbour discovery (the lab's first IPv6 reply took 348 ms, the
+// next 0.3 ms; packets held meanwhile come back late together). Jitter is
+// left alone; later samples follow RFC 6298.
+func TestSRTTReseededDuringWarmUp(t *testing.T) {
 	s := newPathStats(10, 10)
 	s.onReply(348*ms, time.Time{})
+	s.onReply(148*ms, time.Time{})
 	s.onReply(300*time.Microsecond, time.Time{})
-	if s.srtt != 300*time.Microsecond || s.rttvar != 150*time.Microsecond {
-		t.Fatalf("second: srtt %v rttvar %v, want 300µs 150µs", s.srtt, s.rttvar)
+	if s.srtt != 300*time.Microsecond || s.rttvar != 150*time.Microsecond || s.jitter != 0 {
+		t.Fatalf("third: srtt %v rttvar %v jitter %v, want 300µs 150µs 0", s.srtt, s.rttvar, s.jitter)
 	}
 	s.onReply(100*ms, time.Time{})
-	// SRTT = 7/8·0.3 + 1/8·100 = 12.7625 ms: a third outlier is averaged in
+	// SRTT = 7/8·0.3 + 1/8·100 = 12.7625 ms: past the warm-up an outlier is averaged in
 	if want := 12762500 * time.Nanosecond; s.srtt != want {
-		t.Fatalf("third: srtt %v, want %v", s.srtt, want)
+		t.Fatalf("fourth: srtt %v, want %v", s.srtt, want)
+	}
+	s.onReply(300*time.Microsecond, time.Time{})
+	if s.srtt == 300*time.Microsecond {
+		t.Fatal("re-seeded after the warm-up")
+	}
+	// An outage re-opens the warm-up: the first reply after it is late
+	// (averaged in), the next, smaller, seeds again.
+	for range outageStreak {
+		s.onLoss()
+	}
+	before := s.srtt
+	s.onReply(50*ms, time.Time{})
+	if s.srtt <= before {
+		t.Fatalf("after the outage: srtt %v, want above %v (the late reply averaged in)", s.srtt, before)
+	}
+	s.onReply(400*time.Microsecond, time.Time{})
+	if s.srtt != 400*time.Microsecond {
+		t.Fatalf("after the outage: srtt %v, want re-seeded to 400µs", s.srtt)
+	}
+	// A jittery path is not seeded with its lowest early sample.
+	j := newPathStats(10, 10)
+	j.onReply(340*ms, time.Time{})
+	j.onReply(260*ms, time.Time{})
+	if j.srtt != 330*ms {
+		t.Fatalf("jittery: srtt %v, want 330ms (averaged, not re-seeded)", j.srtt)
 	}
 }
 

@@ -24,6 +24,8 @@ type fakeKernel struct {
 	ops    []string
 	// failRoute makes RouteAdd/RouteReplace of this destination fail.
 	failRoute string
+	// failRuleDel makes RuleDel of rules with this priority fail.
+	failRuleDel int
 }
 
 func pfx(n *net.IPNet) string {
@@ -71,6 +73,9 @@ func (f *fakeKernel) RuleAdd(r *netlink.Rule) error {
 }
 
 func (f *fakeKernel) RuleDel(r *netlink.Rule) error {
+	if f.failRuleDel != 0 && r.Priority == f.failRuleDel {
+		return unix.EBUSY
+	}
 	for i, x := range f.rules {
 		if x.Priority == r.Priority && x.Family == r.Family && pfx(x.Src) == pfx(r.Src) && pfx(x.Dst) == pfx(r.Dst) && x.Table == r.Table && x.Protocol == r.Protocol {
 			f.rules = slices.Delete(f.rules, i, i+1)
@@ -323,6 +328,48 @@ func TestCrashMidRemoteMoveRepaired(t *testing.T) {
 			}
 			if !k.reachable(r1) || k.reachable(r2) {
 				t.Fatalf("repaired state: r1 reachable %t, r2 %t", k.reachable(r1), k.reachable(r2))
+			}
+		})
+	}
+}
+
+// A remote move whose new path cannot be put in place lays no new prohibit:
+// when the new address's prohibit cannot be lifted, or its route cannot be
+// added, the old address stays allowed (one of the peer's addresses stays
+// reachable), the group is reported failed, and another group is applied.
+func TestRemoteMoveNotBrokenOnError(t *testing.T) {
+	r3, r4 := netip.MustParseAddr("10.5.0.2"), netip.MustParseAddr("10.6.0.2")
+	before := state(grp("p", la, r1, 2, gwa, r2), grp("q", la, r3, 2, gwa))
+	after := state(grp("p", lb, r2, 3, gwb, r1), grp("q", la, r3, 2, gwa, r4))
+	for _, tc := range []struct {
+		name string
+		k    *fakeKernel
+	}{
+		{"prohibit not lifted", &fakeKernel{failRuleDel: 1040}},
+		{"route not added", &fakeKernel{}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			k := tc.k
+			fail := k.failRuleDel
+			k.failRuleDel = 0
+			s := newFake(t, k)
+			mustSet(t, s, before)
+			k.failRuleDel = fail
+			if fail == 0 {
+				k.failRoute = "10.4.0.2/32"
+			}
+			failed, err := s.Set(after)
+			if err == nil || strings.Join(failed, ",") != "p" {
+				t.Fatalf("failed %v err %v, want group p failed", failed, err)
+			}
+			if k.reachable(r2) && fail != 0 {
+				t.Fatalf("r2 reachable although its prohibit stayed")
+			}
+			if !k.reachable(r1) {
+				t.Fatalf("the old address was prohibited although the new path is not in place; ops %q", k.ops)
+			}
+			if k.reachable(r4) {
+				t.Fatalf("group q's new prohibit was not laid; ops %q", k.ops)
 			}
 		})
 	}

@@ -775,13 +775,21 @@ func (s *Steerer) syncLocked() ([]any, error) {
 	// before laying, so that a remote move never takes away both addresses
 	// of a peer, not even for the length of one Set or after a crash in
 	// its middle: the new address is allowed before the old one is
-	// prohibited.
+	// prohibited. A group whose new path could not be put in place (a
+	// route, a rule or a lift failed) gets no new prohibit in this Set:
+	// its old address stays allowed, and the group is reported failed.
+	blocked := map[string]bool{}
 	addRules := func(prohibit bool) {
 		for _, k := range sortedRuleKeys(want.rules) {
 			if k.Prohibit != prohibit {
 				continue
 			}
 			if _, ok := cur.rules[k]; ok {
+				continue
+			}
+			if g, ok := s.owner[k]; ok && prohibit && blocked[g] {
+				errs = append(errs, fmt.Errorf("rule add %s: not laid, group %s's new path is not in place", k, g))
+				failed = append(failed, k)
 				continue
 			}
 			err := s.h.RuleAdd(s.nlRule(k))
@@ -809,11 +817,21 @@ func (s *Steerer) syncLocked() ([]any, error) {
 			s.op()
 			if err != nil && !errors.Is(err, unix.ENOENT) {
 				errs = append(errs, fmt.Errorf("rule del %s: %w", k, err))
+				// A prohibit still in place on an address a group now
+				// uses blocks that group.
+				if g, ok := s.owner[routeKey{Table: s.o.Table, Dst: k.Dst}]; ok && prohibit {
+					blocked[g] = true
+				}
 			}
 		}
 	}
 	addRules(false)
 	delRules(true)
+	for _, k := range failed {
+		if g, ok := s.owner[k]; ok {
+			blocked[g] = true
+		}
+	}
 	addRules(true)
 	delRules(false)
 	for _, k := range sortedRouteKeys(cur.routes) {
