@@ -78,9 +78,12 @@ func TestLabDelayLine(t *testing.T) {
 	a6 := medianOf(pingRTTs(t, ctx, l, "fd00:1::2", "fd00:3::2", 20))
 	b4 := medianOf(pingRTTs(t, ctx, l, "eth1", "10.3.0.2", 10)) // mn has no source routes: bind the device
 	t.Logf("RTT medians: a before %v; with 5ms each way: a v4 %v, a v6 %v; b %v", base, a4, a6, b4)
+	// The delay line is a user-space forwarder: under CI's load (every
+	// package's tests at once, -race) its scheduling added 2.1 ms to the
+	// median once; 5 ms still tells a delay applied once from none or two.
 	for _, rtt := range []time.Duration{a4, a6} {
-		if rtt < base+10*time.Millisecond || rtt > base+12*time.Millisecond {
-			t.Errorf("delayed RTT %v, want %v + 10ms (+ ≤ 2ms scheduling)", rtt, base)
+		if rtt < base+10*time.Millisecond || rtt > base+15*time.Millisecond {
+			t.Errorf("delayed RTT %v, want %v + 10ms (+ ≤ 5ms scheduling)", rtt, base)
 		}
 	}
 	if b4 > base+2*time.Millisecond {
